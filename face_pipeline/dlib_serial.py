@@ -67,7 +67,13 @@ class DlibReader:
         return math.ldexp(float(mantissa), exponent)
 
     def read_bool(self) -> bool:
-        return self.read_bytes(1) != b"\x00"
+        """dlib writes a bool as the character '1' or '0' (raw 0x01/0x00 bytes are accepted too)."""
+        byte = self.read_bytes(1)
+        if byte in (b"1", b"\x01"):
+            return True
+        if byte in (b"0", b"\x00"):
+            return False
+        raise DlibFormatError(f"bool byte {byte!r} at offset {self.pos - 1}")
 
     def read_string(self) -> str:
         length = self.read_int()
@@ -92,3 +98,18 @@ class DlibReader:
         """A dlib::resizable_tensor: (n, k, rows, cols) then raw float32, returned with that shape."""
         n, k, rows, cols = (self.read_int() for _ in range(4))
         return self.read_raw_float32(n * k * rows * cols).reshape(n, k, rows, cols)
+
+    def read_dnn_tensor(self) -> np.ndarray:
+        """A tensor as dlib's DNN layers serialize it: a version int (2), then :meth:`read_tensor`."""
+        version = self.read_int()
+        if version != 2:
+            raise DlibFormatError(f"tensor version {version} at offset {self.pos}, expected 2")
+        return self.read_tensor()
+
+    def read_alias_tensor(self) -> tuple[int, int, int, int]:
+        """A dlib::alias_tensor (a view's shape, no data): version 1 then (n, k, rows, cols)."""
+        version = self.read_int()
+        if version != 1:
+            raise DlibFormatError(f"alias_tensor version {version} at offset {self.pos}, expected 1")
+        n, k, rows, cols = (self.read_int() for _ in range(4))
+        return n, k, rows, cols
