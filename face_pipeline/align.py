@@ -14,17 +14,16 @@ How dlib builds the chip (``dlib/image_transforms/interpolation.h``):
    chip -> image scale is ``(size*scale - 1) / (size - 1)``, slightly different from ``scale``.
 3. Bilinear sampling; a sample whose 2x2 neighbourhood leaves the image is black (0).
 4. When the source region is more than ~2x larger than the chip, dlib first shrinks the image
-   with ``pyramid_down<2>`` (a 5-tap Gaussian then 2:1 subsampling) as many times as needed so
-   bilinear sampling does not alias. We do the same number of halvings with ``cv2.pyrDown``
-   (also a 5-tap binomial filter); the results are not bit-identical to dlib's in that case
-   (measured in ``tools/pipeline_compare_dlib.py``) but equally smooth.
+   with ``pyramid_down<2>`` (a 5-tap [1 4 6 4 1] filter then 2:1 subsampling, in integers) as
+   many times as needed so bilinear sampling does not alias (a 300-px webcam face would
+   otherwise be sampled almost nearest-neighbour). We reproduce that pyramid, including dlib's
+   coordinate convention for it (p -> p/2 - (1.25, 0.75)), so large faces match dlib too.
 """
 
 from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 CHIP_SIZE = 150
@@ -54,64 +53,101 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return lin, md - lin @ ms
 
 
-def chip_to_image_transform(
+Rect = tuple[float, float, float, float]  # dlib drectangle: (left, top, right, bottom), inclusive
+
+
+def chip_details(
     landmarks: np.ndarray, size: int = CHIP_SIZE, padding: float = CHIP_PADDING
-) -> np.ndarray:
-    """The 2x3 affine matrix mapping chip pixel (x, y) to image coordinates, as dlib builds it."""
+) -> tuple[Rect, float]:
+    """dlib's ``chip_details``: the source rectangle (before rotation) and the rotation angle."""
     pts = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     template = (padding + TEMPLATE_5) / (2 * padding + 1) * size
     lin, shift = _similarity(template, pts)
     angle = math.atan2(lin[1, 0], lin[0, 0])
     scale = math.hypot(lin[0, 0], lin[1, 0])
-    centre = lin @ np.array([size / 2.0, size / 2.0]) + shift
-    step = (size * scale - 1.0) / (size - 1)  # inclusive-corner rectangle spanned by the chip
+    cx, cy = lin @ np.array([size / 2.0, size / 2.0]) + shift
+    # centered_drect: an inclusive rectangle of width w spans w - 1 between its edges.
+    half = (size * scale - 1.0) / 2.0
+    return (cx - half, cy - half, cx + half, cy + half), angle
+
+
+def _rect_area(r: Rect) -> float:
+    return (r[2] - r[0] + 1.0) * (r[3] - r[1] + 1.0)
+
+
+def _rect_down(r: Rect) -> Rect:
+    """``pyramid_down<2>::rect_down``: dlib maps a point p to p/2 - (1.25, 0.75)."""
+    return (r[0] / 2 - 1.25, r[1] / 2 - 0.75, r[2] / 2 - 1.25, r[3] / 2 - 0.75)
+
+
+def _rotated_corners(r: Rect, angle: float) -> np.ndarray:
+    """tl, tr, bl, br corners of ``r`` rotated by ``angle`` about its centre, (4, 2)."""
+    cx, cy = (r[0] + r[2]) / 2.0, (r[1] + r[3]) / 2.0
     c, s = math.cos(angle), math.sin(angle)
-    rot = np.array([[c, -s], [s, c]]) * step
-    half = (size - 1) / 2.0
-    offset = centre - rot @ np.array([half, half])
-    return np.hstack([rot, offset[:, None]])
+    pts = np.array([[r[0], r[1]], [r[2], r[1]], [r[0], r[3]], [r[2], r[3]]]) - (cx, cy)
+    return pts @ np.array([[c, s], [-s, c]]) + (cx, cy)
 
 
-def pyramid_levels(landmarks: np.ndarray, size: int = CHIP_SIZE, padding: float = CHIP_PADDING) -> int:
-    """How many 2:1 pyramid steps dlib takes before sampling (0 = sample the image directly).
+def pyramid_down_2(img: np.ndarray) -> np.ndarray:
+    """dlib's ``pyramid_down<2>`` on a uint8 image: 5-tap [1 4 6 4 1] filter along rows then
+    columns in integers, keeping every other sample, divided by 256 with truncation.
 
-    dlib halves the source rectangle while its halved area still exceeds the chip's pixel count;
-    ``pyramid_down<2>`` maps a rectangle of side L to one of side about L/2."""
-    m = chip_to_image_transform(landmarks, size, padding)
-    side = math.hypot(m[0, 0], m[1, 0]) * (size - 1) + 1.0
-    levels = 0
-    while (side / 2.0) ** 2 > size * size:
-        side /= 2.0
-        levels += 1
-    return levels
+    Output size ((rows-3)//2, (cols-3)//2); output pixel (r, c) is centred on input (2r+2, 2c+2)."""
+    a = img.astype(np.uint32)
+    n = (a.shape[1] - 3) // 2
+    m = (a.shape[0] - 3) // 2
+    t = a[:, 0 : 2 * n : 2] + 4 * a[:, 1 : 2 * n + 1 : 2] + 6 * a[:, 2 : 2 * n + 2 : 2]
+    t += 4 * a[:, 3 : 2 * n + 3 : 2] + a[:, 4 : 2 * n + 4 : 2]
+    d = t[0 : 2 * m : 2] + 4 * t[1 : 2 * m + 1 : 2] + 6 * t[2 : 2 * m + 2 : 2]
+    d += 4 * t[3 : 2 * m + 3 : 2] + t[4 : 2 * m + 4 : 2]
+    return (d // 256).astype(np.uint8)
 
 
 def extract_face_chip(
     rgb: np.ndarray, landmarks: np.ndarray, size: int = CHIP_SIZE, padding: float = CHIP_PADDING
 ) -> np.ndarray:
-    """The aligned ``size`` x ``size`` RGB uint8 chip for a face with the given 5 landmarks."""
-    m = chip_to_image_transform(landmarks, size, padding)
-    levels = pyramid_levels(landmarks, size, padding)
-    src = rgb
-    if levels:
-        # Crop generously around the source region first so the pyramid only filters what is used.
-        corners = m @ np.array([[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1], [size - 1, size - 1, 1]]).T
-        grow = 2.0 ** (levels + 2)
-        h, w = rgb.shape[:2]
-        x0 = max(0, int(math.floor(corners[0].min() - grow)))
-        y0 = max(0, int(math.floor(corners[1].min() - grow)))
-        x1 = min(w, int(math.ceil(corners[0].max() + grow)) + 1)
-        y1 = min(h, int(math.ceil(corners[1].max() + grow)) + 1)
-        if x1 - x0 < 2 or y1 - y0 < 2:
+    """The aligned ``size`` x ``size`` RGB uint8 chip for a face with the given 5 landmarks.
+
+    Follows dlib's ``extract_image_chips`` step by step (crop box, pyramid depth, pyramid
+    coordinates, 3-point affine from chip corners), so the chip matches ``dlib.get_face_chip``."""
+    rect, angle = chip_details(landmarks, size, padding)
+    h, w = rgb.shape[:2]
+    chip_area = float(size * size)
+
+    # Pyramid depth and the crop margin dlib keeps around the rotated source rectangle.
+    depth, grow = 0, 2.0
+    r = _rect_down(rect)
+    while _rect_area(r) > chip_area:
+        r = _rect_down(r)
+        depth += 1
+        grow = grow * 2 + 2
+    corners = _rotated_corners(rect, angle)
+    box = (
+        max(corners[:, 0].min() - grow, 0.0),
+        max(corners[:, 1].min() - grow, 0.0),
+        min(corners[:, 0].max() + grow, w - 1.0),
+        min(corners[:, 1].max() + grow, h - 1.0),
+    )
+    # drectangle -> rectangle rounds each edge with floor(x + 0.5).
+    bl, bt, br, bb = (int(math.floor(v + 0.5)) for v in box)
+    if br < bl or bb < bt:
+        return np.zeros((size, size, 3), dtype=np.uint8)
+    src = rgb[bt : bb + 1, bl : br + 1]
+    rect = (rect[0] - bl, rect[1] - bt, rect[2] - bl, rect[3] - bt)
+    levels = 0
+    while _rect_area(_rect_down(rect)) > chip_area:
+        rect = _rect_down(rect)
+        levels += 1
+    for _ in range(levels):
+        if src.shape[0] <= 8 or src.shape[1] <= 8:
             return np.zeros((size, size, 3), dtype=np.uint8)
-        src = rgb[y0:y1, x0:x1]
-        m = m.copy()
-        m[:, 2] -= (x0, y0)
-        for _ in range(levels):
-            src = cv2.pyrDown(src)
-        # pyrDown maps source pixel x to (x - 0.5) / 2 + ... : pixel centres i -> i/2 - 1/4 + 1/4
-        m = m / (2.0**levels)
-        m[:, 2] += 0.5 / (2.0**levels) - 0.5
+        src = pyramid_down_2(src)
+    # Affine map fixed by three chip corners -> rotated rectangle corners.
+    tl, tr, bl_, _ = _rotated_corners(rect, angle)
+    m = np.empty((2, 3))
+    m[:, 0] = (tr - tl) / (size - 1)
+    m[:, 1] = (bl_ - tl) / (size - 1)
+    m[:, 2] = tl
     return _warp_bilinear(src, m, size)
 
 
