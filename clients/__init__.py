@@ -1,0 +1,1 @@
+"""Thin HTTP clients of the faceverify service (they import nothing from `service/` or TensorFlow)."""
