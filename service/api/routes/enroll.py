@@ -1,0 +1,46 @@
+"""POST /enroll: store a user's reference photos and their embeddings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from service.api.deps import EngineDep, SessionDep, SettingsDep, StoreDep
+from service.api.errors import USER_ID_PATTERN
+from service.api.schemas import EnrolledImage, EnrollOut, ErrorOut, RejectedImage
+from service.enrolment import enrol
+
+router = APIRouter(tags=["enrolment"])
+
+
+@router.post(
+    "/enroll",
+    status_code=201,
+    response_model=EnrollOut,
+    summary="Enrol reference photos of a user",
+    responses={
+        413: {"model": ErrorOut, "description": "Request body, file count or every image too large."},
+        422: {"model": ErrorOut, "description": "Invalid user_id, missing field, or no image usable."},
+    },
+)
+def enroll(
+    user_id: Annotated[
+        str, Form(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")
+    ],
+    images: Annotated[list[UploadFile], File(description="One or more photos, each with one clear face.")],
+    session: SessionDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    store: StoreDep,
+) -> EnrollOut:
+    """Each photo is judged on its own: exactly one clear face -> stored with its embedding; otherwise
+    rejected with a reason. A photo with a second face at least half as wide as the largest is
+    `multiple_faces`; smaller background faces are ignored. Re-sending a stored photo is idempotent
+    (sha256). 422 when nothing could be enrolled (413 when every image was too large)."""
+    result = enrol(session, store, engine, settings, user_id, images)
+    return EnrollOut(
+        user_id=result.user_id,
+        enrolled=[EnrolledImage(image_id=i, sha256=s) for i, s in result.enrolled],
+        rejected=[RejectedImage(filename=f, reason=r) for f, r in result.rejected],
+    )

@@ -1,0 +1,99 @@
+"""Response bodies of the API, documented field by field for the OpenAPI page at /docs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, Field
+
+
+class ErrorOut(BaseModel):
+    detail: object = Field(description="Human-readable explanation (or the list of invalid fields).")
+    reason: str = Field(
+        description="Stable machine-readable code: no_face, multiple_faces, not_an_image, empty, too_large, "
+        "too_many_pixels, invalid_user_id, missing_field, invalid_request, threshold_below_floor, "
+        "unknown_user, unknown_image, model_version_mismatch, no_enrolled_images, too_many_files."
+    )
+
+
+class EnrolledImage(BaseModel):
+    image_id: int = Field(description="Id of the stored image (use it to delete the image).")
+    sha256: str = Field(description="sha256 of the uploaded bytes; the same photo twice is stored once.")
+
+
+class RejectedImage(BaseModel):
+    filename: str = Field(description="Name of the uploaded file as sent by the client.")
+    reason: str = Field(
+        description="no_face, multiple_faces, not_an_image, empty, too_large, too_many_pixels."
+    )
+
+
+class EnrollOut(BaseModel):
+    user_id: str
+    enrolled: list[EnrolledImage] = Field(description="Images stored for the user (including re-sent ones).")
+    rejected: list[RejectedImage] = Field(description="Images that could not be used, each with a reason.")
+
+
+class FaceOut(BaseModel):
+    box: list[int] = Field(description="Face box in the (EXIF-rotated) probe image: [x, y, w, h] pixels.")
+
+
+class VerifyOut(BaseModel):
+    user_id: str
+    verified: bool = Field(description="votes / comparisons > verification_threshold.")
+    votes: int = Field(description="Enrolled images whose similarity to the probe > detection_threshold.")
+    comparisons: int = Field(description="Enrolled images compared (those embedded by the served model).")
+    vote_ratio: float = Field(description="votes / comparisons.")
+    detection_threshold: float = Field(description="Similarity threshold used for a vote.")
+    verification_threshold: float = Field(description="Vote-ratio threshold used for the decision.")
+    best_similarity: float = Field(description="Highest similarity with any enrolled image.")
+    face: FaceOut
+    model_version: str = Field(description="Version of the served model (model_card.json).")
+    elapsed_ms: float = Field(description="Server-side time of the request, milliseconds.")
+
+
+class ImageOut(BaseModel):
+    image_id: int
+    sha256: str
+    size: int = Field(description="Bytes of the stored file.")
+    box: list[int] = Field(description="Face box used at enrolment, [x, y, w, h].")
+    model_version: str = Field(description="Model version that produced the stored embedding.")
+    created: dt.datetime
+
+
+class UserOut(BaseModel):
+    user_id: str
+    created: dt.datetime
+    image_count: int
+    model_versions: list[str] = Field(description="Model versions of the stored embeddings.")
+
+
+class UserDetailOut(BaseModel):
+    user_id: str
+    created: dt.datetime
+    model_version: str = Field(
+        description="Version of the served model; images of other versions need `faceverify reembed`."
+    )
+    images: list[ImageOut]
+
+
+class UserPageOut(BaseModel):
+    users: list[UserOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class DeletedOut(BaseModel):
+    user_id: str
+    deleted_images: int
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    status: str
+    model_version: str | None = None
+    database: str | None = None
