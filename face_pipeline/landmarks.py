@@ -25,13 +25,13 @@ so a face costs ~1-2 ms instead of a Python loop over 7,500 trees.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from face_pipeline.dlib_serial import DlibFormatError, DlibReader
+from face_pipeline.weights import model_path
 
 MODEL_FILE = "shape_predictor_5_face_landmarks.dat"
 
@@ -40,18 +40,8 @@ POINT_NAMES = ("eye_a_outer", "eye_a_inner", "eye_b_outer", "eye_b_inner", "nose
 
 
 def default_model_path() -> Path:
-    """Locate the .dat file shipped by ``face-recognition-models`` without importing it (its
-    ``__init__`` needs ``pkg_resources``, which is not installed)."""
-    try:
-        from face_pipeline.weights import model_path  # type: ignore[attr-defined]
-
-        return Path(model_path(MODEL_FILE))
-    except (ImportError, AttributeError):
-        pass
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package face-recognition-models is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / "models" / MODEL_FILE
+    """The .dat file shipped by ``face-recognition-models`` (located, never imported)."""
+    return model_path(MODEL_FILE)
 
 
 @dataclass(frozen=True)

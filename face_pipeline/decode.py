@@ -1,0 +1,94 @@
+"""Bytes -> RGB uint8 image, safely.
+
+Why a dedicated module: uploads come from the network, so decoding is an attack surface. We
+refuse oversized payloads before touching them, read only the header to refuse decompression
+bombs (a tiny PNG can claim 100k x 100k pixels), refuse truncated files instead of returning a
+half-grey picture (Pillow would otherwise pad silently when LOAD_TRUNCATED_IMAGES is set), and
+normalise every mode (grey, palette, RGBA, 16-bit, CMYK) to RGB uint8 with the EXIF orientation
+applied, so a phone photo taken sideways is upright before face detection.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+DecodeFailure = Literal["empty", "not_an_image", "too_large", "too_many_pixels"]
+
+DEFAULT_MAX_BYTES = 10_000_000
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+class ImageDecodeError(ValueError):
+    """The bytes cannot be turned into an image; ``reason`` says why (stable API strings)."""
+
+    def __init__(self, reason: DecodeFailure, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason: DecodeFailure = reason
+        self.detail = detail
+
+
+def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> HxWx3 uint8 RGB."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16/32-bit grey: scale the full range to 8 bits instead of clipping at 255.
+        arr = np.asarray(img, dtype=np.uint32 if img.mode == "I" else np.uint16)
+        top = 65535 if img.mode != "I" else max(int(arr.max()), 1)
+        grey = (arr.astype(np.float64) * (255.0 / top)).round().clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+        lo, hi = float(arr.min()), float(arr.max())
+        grey = ((arr - lo) * (255.0 / (hi - lo or 1.0))).round().clip(0, 255).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Composite transparent areas on white, as a browser would show the picture.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    rgb = img.convert("RGB")
+    return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def decode_image(
+    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, WebP, BMP, GIF, TIFF ...) to RGB uint8 HxWx3.
+
+    Raises :class:`ImageDecodeError` with ``reason``:
+    ``empty`` (no bytes), ``too_large`` (more than ``max_bytes``), ``too_many_pixels`` (the
+    header's width*height exceeds ``max_pixels``; checked before any pixel is decoded) or
+    ``not_an_image`` (unknown format, corrupt or truncated data).
+    """
+    if not data:
+        raise ImageDecodeError("empty", "no bytes received")
+    if len(data) > max_bytes:
+        raise ImageDecodeError("too_large", f"{len(data)} bytes > limit {max_bytes}")
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # Someone flipped Pillow's global switch; we must not half-decode truncated uploads.
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True; decode_image needs it False")
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own bomb check warns/raises at its global limit; we apply ours instead.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))  # lazy: parses the header only
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise ImageDecodeError("not_an_image", f"invalid size {width}x{height}")
+            if width * height > max_pixels:
+                raise ImageDecodeError(
+                    "too_many_pixels", f"{width}x{height} = {width * height} pixels > limit {max_pixels}"
+                )
+            img.load()  # decodes; raises OSError on truncated/corrupt data
+            img = ImageOps.exif_transpose(img) or img
+            return _to_rgb_uint8(img)
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError("too_many_pixels", str(exc)) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError("not_an_image", f"{type(exc).__name__}: {exc}") from exc
