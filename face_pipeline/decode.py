@@ -41,7 +41,7 @@ def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
         grey = (arr.astype(np.float64) * (255.0 / top)).round().clip(0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if img.mode == "F":
-        arr = np.asarray(img, dtype=np.float32)
+        arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
         grey = ((arr - lo) * (255.0 / (hi - lo or 1.0))).round().clip(0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
@@ -84,8 +84,8 @@ def decode_image(
                     "too_many_pixels", f"{width}x{height} = {width * height} pixels > limit {max_pixels}"
                 )
             img.load()  # decodes; raises OSError on truncated/corrupt data
-            img = ImageOps.exif_transpose(img) or img
-            return _to_rgb_uint8(img)
+            upright: Image.Image = ImageOps.exif_transpose(img) or img
+            return _to_rgb_uint8(upright)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
