@@ -41,9 +41,9 @@ def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
         grey = (arr.astype(np.float64) * (255.0 / top)).round().clip(0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if img.mode == "F":
-        arr: np.ndarray = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        grey = ((arr - lo) * (255.0 / (hi - lo or 1.0))).round().clip(0, 255).astype(np.uint8)
+        values = np.asarray(img, dtype=np.float64)
+        lo, hi = float(values.min()), float(values.max())
+        grey = (np.subtract(values, lo) * (255.0 / (hi - lo or 1.0))).round().clip(0, 255).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         # Composite transparent areas on white, as a browser would show the picture.
