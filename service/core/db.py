@@ -58,7 +58,8 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def alembic_config(url: str) -> Config:
     """Alembic configuration built in code, pointing at the `migrations` package wherever installed."""
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    # __path__, not __file__: an editable install may expose the package as a namespace package.
+    cfg.set_main_option("script_location", str(Path(next(iter(migrations.__path__)))))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return cfg
 

@@ -1,0 +1,119 @@
+"""`faceverify serve`, `faceverify db upgrade` and `faceverify reembed` (registered by service/cli.py).
+
+Heavy imports (TensorFlow, uvicorn) happen inside the command functions so that `faceverify --help`
+and the other subcommands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from service.core.config import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, object] = {}
+    for name in ("data_dir", "database_url", "model_dir"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def _add_common(parser: argparse.ArgumentParser, model: bool = True) -> None:
+    parser.add_argument("--data-dir", type=Path, help="image store + default SQLite (FACEVERIFY_DATA_DIR)")
+    parser.add_argument("--database-url", help="SQLAlchemy/PostgreSQL URL (FACEVERIFY_DATABASE_URL)")
+    if model:
+        parser.add_argument("--model-dir", type=Path, help="served model directory (FACEVERIFY_MODEL_DIR)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = subparsers.add_parser("serve", help="run the verification API (migrates the database first)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--log-level", default="info")
+    _add_common(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    db = subparsers.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND")
+    upgrade = db_sub.add_parser("upgrade", help="bring the schema to the newest migration (idempotent)")
+    _add_common(upgrade, model=False)
+    upgrade.set_defaults(func=cmd_db_upgrade)
+    db.set_defaults(func=lambda _args: (db.print_help(), 2)[1])
+
+    reembed = subparsers.add_parser(
+        "reembed", help="recompute stored embeddings with the served model (after a model change)"
+    )
+    _add_common(reembed)
+    reembed.add_argument("--all", action="store_true", help="also re-embed rows of the current version")
+    reembed.add_argument("--batch-size", type=int, default=32)
+    reembed.set_defaults(func=cmd_reembed)
+
+
+def _check_model(settings: Settings) -> bool:
+    from service.engine import ModelNotFoundError, read_card
+
+    try:
+        read_card(settings.model_dir)
+    except ModelNotFoundError as exc:
+        print(f"faceverify: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not _check_model(settings):
+        return 2
+    import uvicorn
+
+    from service.main import create_app
+
+    # The app's lifespan migrates to head (serialised across replicas) before taking traffic.
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from service.core.db import create_db_engine, current_revision, upgrade_to_head
+
+    settings = _settings(args)
+    engine = create_db_engine(settings.sqlalchemy_url)
+    try:
+        upgrade_to_head(engine)
+        print(f"database at revision {current_revision(engine)} ({engine.url.render_as_string()})")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def cmd_reembed(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not _check_model(settings):
+        return 2
+    from service.core.db import create_db_engine, make_session_factory, upgrade_to_head
+    from service.engine import FaceEngine
+    from service.reembed import reembed
+    from service.store import ImageStore
+
+    engine = create_db_engine(settings.sqlalchemy_url)
+    try:
+        upgrade_to_head(engine)
+        face_engine = FaceEngine(settings.model_dir, tf_threads=settings.tf_threads)
+        report = reembed(
+            make_session_factory(engine),
+            ImageStore(settings.image_dir),
+            face_engine,
+            force=args.all,
+            batch_size=args.batch_size,
+            max_pixels=settings.max_pixels,
+        )
+    finally:
+        engine.dispose()
+    print(f"re-embedded {report.updated} image(s) with model {face_engine.version}")
+    for image_id, reason in report.failed:
+        print(f"  image {image_id}: {reason} (kept its old embedding; not used by verify)", file=sys.stderr)
+    return 1 if report.failed else 0
