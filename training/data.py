@@ -90,12 +90,22 @@ def read_pairs(pairs_file: Path, images_dir: Path) -> list[Pair]:
         if len(fields) == 3:
             name, a, b = fields
             pairs.append(
-                Pair(lfw_image_path(images_dir, name, int(a)), lfw_image_path(images_dir, name, int(b)), True, fold)
+                Pair(
+                    lfw_image_path(images_dir, name, int(a)),
+                    lfw_image_path(images_dir, name, int(b)),
+                    True,
+                    fold,
+                )
             )
         elif len(fields) == 4:
             n1, a, n2, b = fields
             pairs.append(
-                Pair(lfw_image_path(images_dir, n1, int(a)), lfw_image_path(images_dir, n2, int(b)), False, fold)
+                Pair(
+                    lfw_image_path(images_dir, n1, int(a)),
+                    lfw_image_path(images_dir, n2, int(b)),
+                    False,
+                    fold,
+                )
             )
         else:
             raise ValueError(f"{pairs_file}: line {i + 2} has {len(fields)} fields: {fields!r}")
@@ -367,16 +377,14 @@ def augment_chip(chip: Any, seed: Any, cfg: AugmentConfig = AugmentConfig()) -> 
     if cfg.flip:
         img = tf.image.stateless_random_flip_left_right(img, seeds[3])
     # Rotation + isotropic scale about the centre, as one inverse-mapping projective transform.
-    angle = tf.random.stateless_uniform(
-        [], seeds[4], -cfg.max_rotation_deg, cfg.max_rotation_deg
-    ) * (np.pi / 180.0)
+    angle = tf.random.stateless_uniform([], seeds[4], -cfg.max_rotation_deg, cfg.max_rotation_deg) * (
+        np.pi / 180.0
+    )
     scale = tf.random.stateless_uniform([], seeds[5], cfg.scale[0], cfg.scale[1])
     c = (tf.cast(size, tf.float32) - 1.0) / 2.0
     cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
     # output (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2)
-    transform = tf.stack(
-        [cos, -sin, c - cos * c + sin * c, sin, cos, c - sin * c - cos * c, 0.0, 0.0]
-    )
+    transform = tf.stack([cos, -sin, c - cos * c + sin * c, sin, cos, c - sin * c - cos * c, 0.0, 0.0])
     img = tf.raw_ops.ImageProjectiveTransformV3(
         images=img[None],
         transforms=transform[None],
@@ -413,8 +421,12 @@ def pair_dataset(
         np.random.default_rng([seed, epoch]).shuffle(order)
     chips_t = tf.constant(chips)
     ds = tf.data.Dataset.from_tensor_slices(
-        (left[order].astype(np.int32), right[order].astype(np.int32), labels[order].astype(np.float32),
-         order.astype(np.int64))
+        (
+            left[order].astype(np.int32),
+            right[order].astype(np.int32),
+            labels[order].astype(np.float32),
+            order.astype(np.int64),
+        )
     )
 
     def load(i: Any, j: Any, y: Any, idx: Any) -> Any:

@@ -58,7 +58,9 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(cands[best[len(best) // 2]])
 
 
-def fold_accuracies(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> tuple[list[float], list[float]]:
+def fold_accuracies(
+    scores: np.ndarray, labels: np.ndarray, folds: np.ndarray
+) -> tuple[list[float], list[float]]:
     """Per-fold accuracy with each fold's threshold chosen on all the other folds."""
     scores, labels, folds = np.asarray(scores), np.asarray(labels, dtype=bool), np.asarray(folds)
     accs, thresholds = [], []
@@ -93,8 +95,13 @@ def roc_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     eer = float((fpr[i] + fnr[i]) / 2.0)
     ok = fpr <= 1e-3
     tar = float(tpr[ok].max()) if ok.any() else 0.0
-    return {"auc": float(roc_auc_score(labels.astype(int), scores)), "eer": eer, "tar_at_far_1e-3": tar,
-            "fpr": fpr, "tpr": tpr}
+    return {
+        "auc": float(roc_auc_score(labels.astype(int), scores)),
+        "eer": eer,
+        "tar_at_far_1e-3": tar,
+        "fpr": fpr,
+        "tpr": tpr,
+    }
 
 
 def protocol_metrics(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) -> dict[str, Any]:
@@ -112,7 +119,9 @@ def protocol_metrics(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) 
 # ------------------------------------------------------------------------------------ plots
 
 
-def write_plots(out_dir: Path, scores: np.ndarray, labels: np.ndarray, roc: dict[str, Any], title: str) -> list[Path]:
+def write_plots(
+    out_dir: Path, scores: np.ndarray, labels: np.ndarray, roc: dict[str, Any], title: str
+) -> list[Path]:
     """ROC curve (log FAR axis, where verification lives) and the two score histograms."""
     import matplotlib
 
@@ -138,7 +147,7 @@ def write_plots(out_dir: Path, scores: np.ndarray, labels: np.ndarray, roc: dict
     bins = np.linspace(min(scores.min(), 0.0), max(scores.max(), 1.0), 60)
     ax.hist(scores[labels], bins=bins, alpha=0.6, label="same person")
     ax.hist(scores[~labels], bins=bins, alpha=0.6, label="different people")
-    ax.set_xlabel("similarity (no face found = %g)" % NO_FACE_SCORE)
+    ax.set_xlabel(f"similarity (no face found = {NO_FACE_SCORE:g})")
     ax.set_ylabel("pairs")
     ax.set_yscale("log")
     ax.legend()

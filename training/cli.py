@@ -1,0 +1,286 @@
+"""`faceverify train`, `faceverify export` and `faceverify evaluate`.
+
+Heavy imports (TensorFlow, the face pipeline) happen inside the handlers, so registering these
+subcommands costs nothing and a half-written dependency cannot break `faceverify --help`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from training.data import LFW_DIR
+
+DEFAULT_MODEL = Path("models/release")
+
+
+def _set_threads(n: int) -> None:
+    import tensorflow as tf
+
+    if n > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))
+
+
+def _train(args: argparse.Namespace) -> int:
+    from training.train import TrainConfig, train
+
+    _set_threads(args.threads)
+    cfg = TrainConfig(
+        data=Path(args.data),
+        run_dir=Path(args.run_dir),
+        tower=args.tower,
+        distance=args.distance,
+        fine_tune_stages=args.fine_tune_stages,
+        mirror=args.mirror,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        augment=args.augment,
+        train_pairs=args.train_pairs,
+        val_pairs=args.val_pairs,
+        val_fraction=args.val_fraction,
+        anchor_dir=args.anchor,
+        positive_dir=args.positive,
+        test_pairs_file=args.test_pairs,
+        cache_dir=args.cache_dir,
+        resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
+        release_head_out=args.release_head_out,
+        progress=not args.quiet,
+    )
+    metrics = train(cfg)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from training.build_model import RELEASE_VERSION, export_from_run, export_release
+
+    metrics: dict[str, Any] | None = None
+    if args.metrics_json:
+        metrics = {"lfw_view2": json.loads(Path(args.metrics_json).read_text())}
+    command = ["faceverify " + shlex.join(sys.argv[1:])] if sys.argv[1:2] == ["export"] else []
+    if args.release:
+        out = export_release(
+            Path(args.out),
+            Path(args.head),
+            version=args.version or RELEASE_VERSION,
+            metrics=metrics,
+            commands=command,
+        )
+    else:
+        if args.run_dir is None:
+            print("faceverify export: give a run dir or --release", file=sys.stderr)
+            return 2
+        out = export_from_run(
+            Path(args.run_dir),
+            Path(args.out),
+            version=args.version or "dev",
+            metrics=metrics,
+            commands=command,
+        )
+    print(out)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate
+
+    _set_threads(args.threads)
+    result = evaluate(
+        Path(args.images),
+        Path(args.pairs),
+        Path(args.model),
+        json_out=args.json,
+        plots_dir=args.plots,
+        progress=not args.quiet,
+    )
+    extra = result.pop("_extra")
+    print(
+        f"accuracy {result['accuracy_mean'] * 100:.2f}% +- {result['accuracy_std'] * 100:.2f} "
+        f"(folds: {' '.join(f'{a * 100:.2f}' for a in extra['fold_accuracies'])})"
+    )
+    print(
+        f"AUC {result['auc']:.4f}  EER {result['eer'] * 100:.2f}%  TAR@FAR1e-3 "
+        f"{result['tar_at_far_1e-3'] * 100:.2f}%"
+    )
+    print(
+        f"{result['no_face_found']} of {extra['images']} images without a face; {result['pairs']} pairs; "
+        f"{result['ms_per_image']:.1f} ms per image (mean; median {extra['ms_per_image_median']:.1f})"
+    )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    p = subparsers.add_parser(
+        "train",
+        formatter_class=fmt,
+        help="train a Siamese model (default: the release head on LFW)",
+        description="Train a Siamese face-verification model. With only --data pointing at LFW it "
+        "reproduces the release head: dlib's frozen ResNet, cosine distance, logistic head, trained on "
+        "pairs of View 1 training people and tested on pairsDevTest.",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=LFW_DIR,
+        help="LFW root (with people/pairs files) or any folder in LFW layout <Person>/<image>; "
+        "with --anchor/--positive: where negatives are drawn from",
+    )
+    p.add_argument(
+        "--run-dir",
+        default="runs/train",
+        help="output folder: checkpoints, history.csv, metrics.json, head.json, plots/",
+    )
+    p.add_argument(
+        "--tower",
+        choices=["dlib_resnet", "koch", "tiny"],
+        default="dlib_resnet",
+        help="embedding tower: pretrained dlib ResNet, the seed's from-scratch Koch CNN, or a "
+        "tiny CNN for tests",
+    )
+    p.add_argument(
+        "--distance",
+        choices=["cosine", "l1", "euclidean"],
+        default="cosine",
+        help="distance layer between the twin embeddings (l1 = the seed's)",
+    )
+    p.add_argument(
+        "--fine-tune-stages",
+        type=int,
+        default=0,
+        help="dlib_resnet only: unfreeze this many top stages (0 = frozen tower, head trained "
+        "on cached embeddings)",
+    )
+    p.add_argument(
+        "--mirror",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="average each embedding with its mirror image's (default: on for dlib_resnet)",
+    )
+    p.add_argument("--epochs", type=int, default=40, help="maximum epochs")
+    p.add_argument("--batch-size", type=int, default=64, help="pairs per batch")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="Adam learning rate (default: 0.05 for a head on cached embeddings, else 1e-4)",
+    )
+    p.add_argument(
+        "--patience", type=int, default=5, help="early stopping: epochs without validation-loss improvement"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of pairs, splits, shuffling, augmentation, init")
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="training-time augmentation (brightness, contrast, flip, rotation, scale, JPEG); "
+        "not applicable to a frozen tower trained on cached embeddings",
+    )
+    p.add_argument("--train-pairs", type=int, default=3000, help="generated training pairs (balanced)")
+    p.add_argument("--val-pairs", type=int, default=1000, help="generated validation pairs (balanced)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="share of identities held out for validation (identity-disjoint)",
+    )
+    p.add_argument(
+        "--anchor", type=Path, default=None, help="folder of anchor images of one person (own data)"
+    )
+    p.add_argument("--positive", type=Path, default=None, help="folder of positive images of that person")
+    p.add_argument(
+        "--test-pairs",
+        type=Path,
+        default=None,
+        help="held-out pairs file in LFW format (default for LFW: pairsDevTest.txt)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="chip/embedding cache (default $FACEVERIFY_CACHE_DIR, $XDG_CACHE_HOME/faceverify "
+        "or ~/.cache/faceverify)",
+    )
+    p.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue from the latest checkpoint in --run-dir when there is one",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="also checkpoint every N steps (0: at the end of each epoch only)",
+    )
+    p.add_argument(
+        "--release-head-out",
+        type=Path,
+        default=None,
+        help="also write the trained head JSON here (e.g. training/release/release_head.json)",
+    )
+    p.add_argument("--threads", type=int, default=2, help="TensorFlow CPU threads (0 = TF default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_train)
+
+    e = subparsers.add_parser(
+        "export",
+        formatter_class=fmt,
+        help="write a served SavedModel + model card",
+        description="Export a training run (or, with --release, the release model rebuilt from dlib's "
+        "weights and the committed release head) as the SavedModel the service loads.",
+    )
+    e.add_argument("run_dir", nargs="?", default=None, help="run folder written by faceverify train")
+    e.add_argument(
+        "--release",
+        action="store_true",
+        help="build the release model from face-recognition-models + --head (no LFW needed)",
+    )
+    e.add_argument(
+        "--head",
+        default=str(Path(__file__).resolve().parent / "release" / "release_head.json"),
+        help="head JSON for --release",
+    )
+    e.add_argument("--out", default=str(DEFAULT_MODEL), help="output model folder (replaced atomically)")
+    e.add_argument(
+        "--version",
+        default=None,
+        help="model version for the card (default: release version, or 'dev' for a run)",
+    )
+    e.add_argument(
+        "--metrics-json",
+        default=None,
+        help="a `faceverify evaluate --json` output to record as lfw_view2 metrics in the card",
+    )
+    e.set_defaults(func=_export)
+
+    v = subparsers.add_parser(
+        "evaluate",
+        formatter_class=fmt,
+        help="LFW protocol on a pairs file through the full pipeline",
+        description="10-fold verification accuracy (threshold chosen on the other nine folds), ROC AUC, "
+        "EER, TAR at FAR 1e-3, faces not found (scored as non-matches) and ms per image (decode + detect "
+        "+ align + embed), for any pairs file in LFW format.",
+    )
+    v.add_argument(
+        "--images", required=True, help="image folder in LFW layout DIR/<Person>/<Person>_NNNN.jpg"
+    )
+    v.add_argument(
+        "--pairs", required=True, help="pairs file in LFW format (pairs.txt, pairsDevTest.txt, ...)"
+    )
+    v.add_argument("--model", default=str(DEFAULT_MODEL), help="served SavedModel folder")
+    v.add_argument("--json", default=None, help="write the metrics as JSON here")
+    v.add_argument("--plots", default=None, help="write roc.png and score_histograms.png here")
+    v.add_argument("--threads", type=int, default=2, help="TensorFlow CPU threads (0 = TF default)")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=_evaluate)
