@@ -354,6 +354,16 @@ def _detail(response: httpx.Response) -> str:
     return json.dumps(body)[:300]
 
 
+def _reason(response: httpx.Response) -> str | None:
+    """The service's stable error code (`{"detail": ..., "reason": ...}`), if the body has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    return reason if isinstance(reason, str) else None
+
+
 def post(
     client: httpx.Client, path: str, data: dict[str, str], files: list[tuple[str, Any]]
 ) -> httpx.Response:
@@ -364,6 +374,8 @@ def post(
         raise TransientError(f"no answer from {client.base_url} within {client.timeout.read} s") from None
     except httpx.TransportError as exc:
         raise TransientError(f"cannot reach {client.base_url} ({type(exc).__name__}: {exc})") from None
+    if response.status_code == 409 and _reason(response) == "conflict":  # concurrent change: resend
+        raise TransientError(f"{client.base_url}{path} answered HTTP 409: {_detail(response)}")
     if response.status_code >= 500 or response.status_code == 429:
         raise TransientError(
             f"{client.base_url}{path} answered HTTP {response.status_code}: {_detail(response)}"
@@ -606,7 +618,10 @@ def _verify_record(
         )
         return record, box, verified
     if response.status_code == 422:  # no usable face in this frame: it simply does not count as verified
-        record.update(result="no_face", reason=_detail(response))
+        reason = _reason(response)
+        record.update(
+            result="no_face" if reason == "no_face" else "unusable", reason=reason or _detail(response)
+        )
         return record, None, False
     if response.status_code == 404:
         raise RequestRejected(f"user {args.user_id!r} is not enrolled at {args.url} (HTTP 404)")
