@@ -1,7 +1,7 @@
 """Fixtures for the service tests: real models, real LFW photos, real SQLite and PostgreSQL.
 
-* `tiny_model_dir`: a tiny but real SavedModel exported by `training.export.export_tiny_test_model`
-  (random tower; an image compared with itself votes, other images rarely do).
+* `tiny_model_dir`: a tiny but real SavedModel exported with `training.export` (random tower, sharp
+  head: the same photo votes, other photos do not; see `export_sharp_tiny_model`).
 * `face_engine`: the real face pipeline + that model, loaded once per session.
 * `backend`: every API test runs twice, against SQLite in a temp dir and against a throwaway
   PostgreSQL database created for this session on 127.0.0.1:5432 (dropped at the end).
@@ -15,36 +15,53 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
-LFW_IMAGES = DATA_ROOT / "lfw" / "images"
 PG_HOST = os.environ.get("FACEVERIFY_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("FACEVERIFY_TEST_PG_PORT", "5432"))
 
 
-def lfw_photo(person: str, number: int) -> Path:
-    """Path of an LFW photo; skips the test when the shared data set is not present."""
-    path = LFW_IMAGES / person / f"{person}_{number:04d}.jpg"
-    if not path.is_file():
-        pytest.skip(f"LFW data not found at {LFW_IMAGES} (expected ../shared/data relative to the repo)")
-    return path
+def export_sharp_tiny_model(out_dir: Path, version: str) -> Path:
+    """A tiny, real served model built and exported with training.export, with a sharp head.
 
+    The random tiny tower maps different faces to embeddings only ~0.003-0.1 apart in cosine
+    distance, so `export_tiny_test_model`'s head (votes up to ~0.05) lets everybody vote. Here the
+    head votes only below ~0.0015: the same photo (even re-encoded or EXIF-rotated, ~1e-5 apart)
+    votes and any other photo does not, which makes verified/not-verified testable without the
+    (slow) release model.
+    """
+    from training.export import build_model_card, build_tiny_tower, export_served_model
+    from training.siamese import build_embedding_model, build_similarity_head
 
-def lfw_bytes(person: str, number: int) -> bytes:
-    return lfw_photo(person, number).read_bytes()
+    embedding = build_embedding_model(build_tiny_tower(150, 32, seed=7), 150, mirror=False)
+    head = build_similarity_head(32, "cosine")
+    head.get_layer("classifier").set_weights([np.array([[-2000.0]], np.float32), np.array([3.0], np.float32)])
+    card = build_model_card(
+        name="faceverify-tiny-sharp-test",
+        version=version,
+        tower="tiny_random_cnn",
+        distance="cosine",
+        input_size=150,
+        embedding_dim=32,
+        mirror=False,
+        data="none (random weights, for service tests only)",
+    )
+    return export_served_model(embedding, head, out_dir, card)
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.export import export_tiny_test_model
-
-    return export_tiny_test_model(tmp_path_factory.mktemp("models") / "tiny", version="tiny-test-1")
+def models_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
 
 
 @pytest.fixture(scope="session")
-def face_engine(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+def tiny_model_dir(models_root: Path) -> Path:
+    return export_sharp_tiny_model(models_root / "tiny", "tiny-test-1")
+
+
+@pytest.fixture(scope="session")
+def face_engine(tiny_model_dir: Path):
     from service.engine import FaceEngine
 
     return FaceEngine(tiny_model_dir)
@@ -53,7 +70,7 @@ def face_engine(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
 # ---------------------------------------------------------------------------------------- PostgreSQL
 
 
-def _pg_admin_connect():  # type: ignore[no-untyped-def]
+def _pg_admin_connect():
     import psycopg
 
     errors = []
@@ -133,19 +150,21 @@ def _truncate(url: str) -> None:
 
 
 @pytest.fixture
-def settings(backend: Backend, tmp_path: Path, tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+def settings(backend: Backend, tmp_path: Path, tiny_model_dir: Path):
     from service.core.config import Settings
 
     return Settings(data_dir=tmp_path / "data", database_url=backend.url, model_dir=tiny_model_dir)
 
 
 @pytest.fixture
-def client(settings, face_engine):  # type: ignore[no-untyped-def]
+def client(settings, face_engine):
     """The app over HTTP (ASGI, lifespan run: migrations to head on start-up), sharing the session's
     loaded engine."""
     from fastapi.testclient import TestClient
 
     from service.main import create_app
 
-    with TestClient(create_app(settings, face_engine=face_engine)) as test_client:
+    # Server errors come back as the 500 JSON a client would get (the traceback is logged).
+    app = create_app(settings, face_engine=face_engine)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client

@@ -32,7 +32,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 
 def test_defaults_match_the_contract() -> None:
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.max_upload_bytes == 10 * 1024 * 1024
     assert settings.max_pixels == 40_000_000
     assert settings.model_dir == Path("models/release")
