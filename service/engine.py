@@ -1,15 +1,15 @@
 """The loaded model: face pipeline + served SavedModel, created once at start-up and shared.
 
-Requests call `decode`, `faces`, `embed` and `score` from FastAPI's thread pool. The SavedModel
-signatures are traced tf.functions, which TensorFlow runs concurrently without shared mutable
-state; the face pipeline is guarded by a lock because its detector objects are not documented as
-thread-safe. Nothing here caches per request, so memory stays flat however many requests pass.
+Requests call `faces`, `embed` and `score` from FastAPI's thread pool. The SavedModel signatures
+are traced tf.functions, which TensorFlow runs concurrently without shared mutable state, and
+`FacePipeline.faces` is documented thread-safe (one OpenCV classifier per thread), so no lock
+serialises requests. Nothing here caches per request, so memory stays flat however many requests
+pass.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -119,11 +119,9 @@ class FaceEngine:
 
             pipeline = FacePipeline()
         self._pipeline = pipeline
-        self._pipeline_lock = threading.Lock()
 
     def faces(self, rgb: np.ndarray) -> list[Any]:
-        with self._pipeline_lock:
-            return list(self._pipeline.faces(rgb))
+        return list(self._pipeline.faces(rgb))
 
     def _fit_chips(self, chips: np.ndarray) -> np.ndarray:
         chips = np.asarray(chips, dtype=np.uint8)
