@@ -1,0 +1,256 @@
+"""Two `faceverify serve` processes share one PostgreSQL database and one image directory.
+
+This is the proof behind docker-compose's `--scale api=N`: nothing a request needs lives only in the
+memory of the process that served an earlier request. The schema is migrated once beforehand (as the
+compose `migrate` service does) and both replicas start with migrate-on-startup off; then a user is
+enrolled through replica A and verified through replica B, images written by one are listed by the
+other, and a deletion through one is a 404 through the other.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FRAMES = REPO.parent / "shared" / "data" / "frames" / "short_hamilton_clip" / "frames"
+FACEVERIFY = Path(sys.executable).parent / "faceverify"
+RELEASE_MODEL = REPO / "models" / "release"
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def model_dir() -> Path:
+    """$FACEVERIFY_TEST_MODEL_DIR or the release model, exported with the README command if missing."""
+    override = os.environ.get("FACEVERIFY_TEST_MODEL_DIR")
+    if override:
+        return Path(override)
+    if not (RELEASE_MODEL / "saved_model.pb").is_file():
+        staging = RELEASE_MODEL.parent / f".release-staging-{os.getpid()}"
+        result = subprocess.run(
+            [str(FACEVERIFY), "export", "--release", "--out", str(staging)],
+            capture_output=True, text=True, timeout=900, cwd=REPO,
+        )  # fmt: skip
+        assert result.returncode == 0, f"release model export failed:\n{result.stdout}\n{result.stderr}"
+        if not (RELEASE_MODEL / "saved_model.pb").is_file():
+            staging.rename(RELEASE_MODEL)
+    return RELEASE_MODEL
+
+
+def waiting_for() -> str | None:
+    """While the project is being assembled: the part this test still waits for, if any."""
+    if importlib.util.find_spec("face_pipeline.pipeline") is None:
+        return "face_pipeline.pipeline has not landed yet: the service cannot load its pipeline"
+    have_model = os.environ.get("FACEVERIFY_TEST_MODEL_DIR") or (RELEASE_MODEL / "saved_model.pb").is_file()
+    if not have_model and not (REPO / "training" / "release" / "release_head.json").is_file():
+        return "no release model: training/release/release_head.json has not been committed yet"
+    return None
+
+
+@pytest.fixture(scope="module")
+def database_url() -> Iterator[str]:
+    """A throwaway database on the machine's PostgreSQL, dropped at the end whatever happens."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}".splitlines()[0])
+    name = f"faceverify_test_{secrets.token_hex(6)}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass
+class Replica:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def start_replica(name: str, env: dict[str, str], tmp: Path) -> Replica:
+    port = free_port()
+    log = tmp / f"{name}.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [str(FACEVERIFY), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=tmp,
+        )  # fmt: skip
+    return Replica(name, f"http://127.0.0.1:{port}", process, log)
+
+
+def wait_ready(replica: Replica, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if replica.process.poll() is not None:
+            raise AssertionError(f"{replica.name} exited:\n{replica.log.read_text()[-4000:]}")
+        try:
+            if httpx.get(f"{replica.url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{replica.name} not ready in time:\n{replica.log.read_text()[-4000:]}")
+
+
+def stop(replica: Replica) -> None:
+    if replica.process.poll() is None:
+        replica.process.send_signal(signal.SIGINT)
+        try:
+            replica.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            replica.process.kill()
+            replica.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Replica, Replica, Path]]:
+    if not FRAMES.is_dir():
+        pytest.skip(f"real frames not found at {FRAMES} (../shared/data relative to the repo)")
+    reason = waiting_for()
+    if reason:
+        pytest.skip(reason)
+    tmp = tmp_path_factory.mktemp("replicas")
+    data_dir = tmp / "shared-data"
+    env = {
+        **os.environ,
+        "FACEVERIFY_DATABASE_URL": database_url,
+        "FACEVERIFY_DATA_DIR": str(data_dir),
+        "FACEVERIFY_MODEL_DIR": str(model_dir()),
+        "FACEVERIFY_MIGRATE_ON_STARTUP": "false",
+        "FACEVERIFY_TF_THREADS": "1",
+    }
+    migrate = subprocess.run(
+        [str(FACEVERIFY), "db", "upgrade"], capture_output=True, text=True, env=env, timeout=120, cwd=tmp
+    )
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    first, second = start_replica("replica-a", env, tmp), start_replica("replica-b", env, tmp)
+    try:
+        deadline = time.monotonic() + 240
+        wait_ready(first, deadline)
+        wait_ready(second, deadline)
+        yield first, second, data_dir
+    finally:
+        stop(first)
+        stop(second)
+
+
+def upload(name: str) -> tuple[str, bytes, str]:
+    return (name, (FRAMES / name).read_bytes(), "image/jpeg")
+
+
+def stored_files(data_dir: Path) -> set[Path]:
+    return {p for p in data_dir.rglob("*") if p.is_file() and p.suffix != ".db"}
+
+
+def test_enrol_on_one_replica_verify_and_delete_on_the_other(replicas: tuple[Replica, Replica, Path]) -> None:
+    a, b, data_dir = replicas
+    assert a.process.pid != b.process.pid and a.url != b.url
+
+    enrolled = httpx.post(
+        f"{a.url}/enroll",
+        data={"user_id": "performer"},
+        files=[("images", upload(f"frame_{n:04d}.jpg")) for n in (115, 120, 125, 130)],
+        timeout=120,
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    assert len(enrolled.json()["enrolled"]) >= 3
+    files_after_enrol = stored_files(data_dir)
+    assert files_after_enrol, "replica A stored no image file in the shared data directory"
+
+    # Replica B never saw the enrolment request: it must find the user through the database alone.
+    verified = httpx.post(
+        f"{b.url}/verify",
+        data={"user_id": "performer"},
+        files={"image": upload("frame_0185.jpg")},
+        timeout=120,
+    )
+    assert verified.status_code == 200, verified.text
+    body = verified.json()
+    assert body["verified"] is True and body["comparisons"] == len(enrolled.json()["enrolled"])
+
+    stranger = httpx.post(
+        f"{b.url}/verify",
+        data={"user_id": "performer"},
+        files={"image": upload("frame_0249.jpg")},
+        timeout=120,
+    )
+    assert stranger.status_code in (200, 422), stranger.text
+    assert stranger.status_code == 422 or stranger.json()["verified"] is False
+
+    # What A wrote, B lists (same image ids).
+    listed = httpx.get(f"{b.url}/users/performer", timeout=30)
+    assert listed.status_code == 200, listed.text
+    ids_from_a = sorted(item["image_id"] for item in enrolled.json()["enrolled"])
+    assert sorted(image["image_id"] for image in listed.json()["images"]) == ids_from_a
+
+    # Deleting through B is seen by A at once, and the shared files are gone too.
+    deleted = httpx.delete(f"{b.url}/users/performer", timeout=30)
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["deleted_images"] == len(ids_from_a)
+    gone = httpx.post(
+        f"{a.url}/verify",
+        data={"user_id": "performer"},
+        files={"image": upload("frame_0185.jpg")},
+        timeout=120,
+    )
+    assert gone.status_code == 404 and gone.json()["reason"] == "unknown_user"
+    assert httpx.get(f"{a.url}/users/performer", timeout=30).status_code == 404
+    assert not (stored_files(data_dir) & files_after_enrol)
+
+
+def test_both_replicas_enrol_concurrently_into_one_database(replicas: tuple[Replica, Replica, Path]) -> None:
+    """Simultaneous enrolments of two users through the two replicas both land, and each replica sees
+    both users (no per-process cache of the user table)."""
+    import concurrent.futures
+
+    a, b, _ = replicas
+
+    def enrol(replica: Replica, user: str, frames: tuple[int, ...]) -> httpx.Response:
+        return httpx.post(
+            f"{replica.url}/enroll",
+            data={"user_id": user},
+            files=[("images", upload(f"frame_{n:04d}.jpg")) for n in frames],
+            timeout=120,
+        )
+
+    # Several candidate frames each: the detector may reject one of them (hand, second face).
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(enrol, (a, b), ("alpha", "beta"), ((115, 120, 125), (185, 190, 195))))
+    assert [r.status_code for r in results] == [201, 201], [r.text for r in results]
+    counts = {user: len(r.json()["enrolled"]) for user, r in zip(("alpha", "beta"), results, strict=True)}
+    for replica in (a, b):
+        users = httpx.get(f"{replica.url}/users", timeout=30).json()
+        assert {"alpha", "beta"} <= {u["user_id"] for u in users["users"]}
+    for replica, user in ((a, "beta"), (b, "alpha")):  # each verifies the user the *other* enrolled
+        probe = httpx.post(
+            f"{replica.url}/verify",
+            data={"user_id": user},
+            files={"image": upload("frame_0180.jpg")},
+            timeout=120,
+        )
+        assert probe.status_code == 200 and probe.json()["comparisons"] == counts[user], probe.text
