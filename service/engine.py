@@ -34,6 +34,11 @@ class Face(Protocol):
 
 
 class FacePipelineLike(Protocol):
+    @property
+    def pipeline(self) -> FacePipelineLike:
+        """The face pipeline, shareable with another engine (e.g. a second model in tests)."""
+        return self._pipeline
+
     def faces(self, rgb: np.ndarray) -> list[Any]: ...
 
 
@@ -119,6 +124,11 @@ class FaceEngine:
 
             pipeline = FacePipeline()
         self._pipeline = pipeline
+
+    @property
+    def pipeline(self) -> FacePipelineLike:
+        """The face pipeline, shareable with another engine (e.g. a second model in tests)."""
+        return self._pipeline
 
     def faces(self, rgb: np.ndarray) -> list[Any]:
         return list(self._pipeline.faces(rgb))
