@@ -67,6 +67,9 @@ EXIT_INTERRUPTED = 130
 DEFAULT_URL = "http://127.0.0.1:8000"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
+# 422 reasons that concern the request, not the frame: resending other frames cannot help.
+REQUEST_ERRORS = frozenset({"invalid_user_id", "missing_field", "invalid_request", "threshold_below_floor"})
+
 DECISION_VERIFIED = "VERIFIED"
 DECISION_PENDING = "PENDING"
 DECISION_NOT_VERIFIED = "NOT_VERIFIED"
@@ -617,8 +620,9 @@ def _verify_record(
             box=box,
         )
         return record, box, verified
-    if response.status_code == 422:  # no usable face in this frame: it simply does not count as verified
-        reason = _reason(response)
+    reason = _reason(response)
+    if response.status_code == 422 and reason not in REQUEST_ERRORS:
+        # No usable face in this frame (or an undecodable frame): it simply does not count as verified.
         record.update(
             result="no_face" if reason == "no_face" else "unusable", reason=reason or _detail(response)
         )
@@ -683,7 +687,9 @@ def _enroll_answer(
     display: Display,
 ) -> None:
     """Match the server's verdicts back to frames: accepted ones by sha256, rejected ones by file name."""
-    if response.status_code not in (201, 422):
+    if response.status_code not in (201, 422) or (
+        response.status_code == 422 and _reason(response) in REQUEST_ERRORS
+    ):
         raise RequestRejected(f"/enroll answered HTTP {response.status_code}: {_detail(response)}")
     try:
         body = response.json()

@@ -564,3 +564,16 @@ def test_live_unknown_user_is_a_clear_error(live_service: LiveService) -> None:
     )  # fmt: skip
     assert result.returncode == webcam.EXIT_REJECTED
     assert "user 'nobody' is not enrolled" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["verify", "enroll"])
+def test_live_invalid_user_id_stops_at_once(live_service: LiveService, mode: str) -> None:
+    """A 422 about the request (not the frame) must not make the client try frame after frame."""
+    result = run_client(
+        mode, "--url", live_service.url, "--user-id", "not a valid id!", "--source", str(FRAMES),
+        "--start", "120", "--no-realtime", "--json",
+    )  # fmt: skip
+    assert result.returncode == webcam.EXIT_REJECTED, result.stdout + result.stderr
+    assert "HTTP 422" in result.stderr and "Traceback" not in result.stderr
+    assert json_lines(result.stdout)[-1]["requests"] == 1
