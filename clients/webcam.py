@@ -400,11 +400,11 @@ def annotate(image: np.ndarray, box: Sequence[int] | None, label: str, ok: bool 
     """Draw the face box and a verdict banner on a copy of the frame."""
     out = image.copy()
     color = (0, 200, 0) if ok else ((0, 0, 230) if ok is False else (0, 200, 230))
-    if box is not None and len(box) == 4:
-        x, y, w, h = (int(v) for v in box)
-        cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
     cv2.rectangle(out, (0, 0), (out.shape[1], 28), (0, 0, 0), -1)
     cv2.putText(out, label, (6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, color, 2, cv2.LINE_AA)
+    if box is not None and len(box) == 4:  # after the banner, so a face near the top stays visible
+        x, y, w, h = (int(v) for v in box)
+        cv2.rectangle(out, (x, y), (x + w, y + h), color, 2)
     return out
 
 

@@ -222,7 +222,9 @@ def test_dockerfile_copies_only_existing_paths_not_ignored(
             sources.extend(words[:-1])
     assert "pyproject.toml" in sources
     for source in sources:
-        assert (REPO / source).exists(), f"COPY {source}: not in the repository"
+        assert (REPO / source).exists(), (
+            f"COPY {source}: not in the repository (README.md is also pyproject.toml's readme)"
+        )
         hits = [p for p in ignored if fnmatch.fnmatch(source, p.rstrip("/"))]
         assert not hits, f"COPY {source} is excluded by .dockerignore {hits}"
     for heavy in (".venv", ".git", "models", "data"):

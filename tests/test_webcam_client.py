@@ -360,6 +360,28 @@ def test_ctrl_c_exits_cleanly_with_a_summary(tiny_frames: Path, fake_server: Ser
     assert "outcome=interrupted" in stdout.strip().splitlines()[-1]
 
 
+def test_display_degrades_gracefully_on_headless_opencv(
+    tiny_frames: Path, fake_server: Server, tmp_path: Path
+) -> None:
+    """The project ships opencv-python-headless: asking for a window must warn once and carry on;
+    --annotate-dir still gets the drawn frames."""
+    url, _ = fake_server
+    env = {**os.environ, "DISPLAY": ":0"}  # pretend a display exists: only the OpenCV build is missing
+    result = subprocess.run(
+        [sys.executable, str(CLIENT), "verify", "--url", url, "--user-id", "alice",
+         "--source", str(tiny_frames), "--no-realtime", "--step", "10", "--display", "on",
+         "--annotate-dir", str(tmp_path / "drawn")],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert result.returncode == webcam.EXIT_OK, result.stderr
+    assert result.stderr.count("cannot show frames: this OpenCV build has no GUI (headless)") == 1
+    drawn = sorted(p.name for p in (tmp_path / "drawn").glob("*.jpg"))
+    assert drawn == ["000000.jpg", "000010.jpg", "000020.jpg"]
+    image = cv2.imread(str(tmp_path / "drawn" / "000020.jpg"))
+    blue, green, red = image[7, 1].tolist()  # left edge of the server's box [1, 2, 10, 10]
+    assert green > 120 and blue < 80 and red < 80  # green: the window says VERIFIED by then (JPEG: approx.)
+
+
 def test_bad_source_and_bad_options_are_usage_errors(tmp_path: Path) -> None:
     result = run_client("verify", "--user-id", "a", "--source", str(tmp_path / "missing"))
     assert result.returncode == webcam.EXIT_USAGE
