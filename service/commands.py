@@ -14,12 +14,14 @@ from service.core.config import Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, object] = {}
-    for name in ("data_dir", "database_url", "model_dir"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value
-    return Settings(**overrides)
+    """Environment settings, overridden by the options given on the command line."""
+    settings = Settings()
+    overrides = {
+        name: getattr(args, name)
+        for name in ("data_dir", "database_url", "model_dir")
+        if getattr(args, name, None) is not None
+    }
+    return settings.model_copy(update=overrides) if overrides else settings
 
 
 def _add_common(parser: argparse.ArgumentParser, model: bool = True) -> None:
@@ -29,7 +31,7 @@ def _add_common(parser: argparse.ArgumentParser, model: bool = True) -> None:
         parser.add_argument("--model-dir", type=Path, help="served model directory (FACEVERIFY_MODEL_DIR)")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     serve = subparsers.add_parser("serve", help="run the verification API (migrates the database first)")
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")

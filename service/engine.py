@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import cv2
 import numpy as np
@@ -34,11 +34,6 @@ class Face(Protocol):
 
 
 class FacePipelineLike(Protocol):
-    @property
-    def pipeline(self) -> FacePipelineLike:
-        """The face pipeline, shareable with another engine (e.g. a second model in tests)."""
-        return self._pipeline
-
     def faces(self, rgb: np.ndarray) -> list[Any]: ...
 
 
@@ -122,8 +117,8 @@ class FaceEngine:
         if pipeline is None:
             from face_pipeline.pipeline import FacePipeline
 
-            pipeline = FacePipeline()
-        self._pipeline = pipeline
+            pipeline = cast(FacePipelineLike, FacePipeline())
+        self._pipeline: FacePipelineLike = pipeline
 
     @property
     def pipeline(self) -> FacePipelineLike:
