@@ -374,3 +374,35 @@ def test_ready_is_503_when_the_database_is_unreachable(client) -> None:
         client.app.state.db_engine.dispose()
         client.app.state.db_engine = good
     assert response.status_code == 503 and response.json()["status"] == "not_ready"
+
+
+def test_too_many_files_in_one_enrolment_is_413(client) -> None:
+    client.app.state.settings.max_images_per_enroll = 2
+    photo = lfw_bytes(*BUSH)
+    response = enroll(client, "bush", *[(f"{i}.jpg", photo) for i in range(3)])
+    _assert_error(response, 413, "too_many_files")
+    assert _users(client) == []
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/status") as status:
+        lines = status.read().splitlines()
+    for line in lines:
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_memory_stays_flat_over_many_verifies(client) -> None:
+    """Hundreds of verifies after a warm-up must not grow the process (no per-request caches)."""
+    enroll(client, "bush", ("a.jpg", lfw_bytes(*BUSH)), ("b.jpg", lfw_bytes("George_W_Bush", 2)))
+    probes = [lfw_bytes(*BUSH), lfw_bytes(*BLAIR), images.blank()]
+    for i in range(60):
+        verify(client, "bush", probes[i % 3])
+    before = _rss_bytes()
+    for i in range(300):
+        assert verify(client, "bush", probes[i % 3]).status_code in (200, 422)
+    growth = _rss_bytes() - before
+    assert growth < 40 * 1024 * 1024, f"RSS grew by {growth / 2**20:.1f} MiB over 300 verifies"
