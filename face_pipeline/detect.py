@@ -50,17 +50,18 @@ class BoxCalibration:
         return (x + self.dx * w, y + self.dy * h, self.sw * w, self.sh * h)
 
 
-# Fitted by tools/pipeline_calibrate_box.py (least squares on the boxes of each cascade that
-# overlap a dlib HOG detection, upsample 1, on LFW pairs.txt images #1000-#1799 in sorted order;
-# the profile entry is fitted on the mirrored-or-not profile boxes the same way). Re-run the tool
-# after changing any detection parameter below.
+# Fitted by tools/pipeline_calibrate_box.py: least squares over the boxes of each cascade (run
+# alone, with the DetectorConfig defaults: min_face 60 -> LFW searched at 100x100) that overlap a
+# dlib HOG detection (IoU >= 0.3; dlib 20.0.1 frontal detector, upsample 1) on the LFW pairs.txt
+# images #1000-#1799 in sorted order (disjoint from the 300 used to check landmarks/chips).
+# Re-run the tool after changing any detection parameter.
 CALIBRATION: dict[str, BoxCalibration] = {
-    # 819 matched boxes, mean IoU with the dlib box 0.751 -> 0.842 after the map
-    "default": BoxCalibration(dx=0.0208, dy=0.1146, sw=0.9173, sh=0.9125),
-    # 815 boxes, IoU 0.769 -> 0.858
-    "alt2": BoxCalibration(dx=0.0032, dy=0.1044, sw=0.9454, sh=0.9404),
-    # 703 boxes, IoU 0.536 -> 0.597 (profile boxes only loosely match a frontal dlib box)
-    "profile": BoxCalibration(dx=0.0850, dy=0.1761, sw=0.8015, sh=0.7972),
+    # 780 matched boxes; mean IoU with the dlib box 0.689 -> 0.841 after the map
+    "default": BoxCalibration(dx=0.0565, dy=0.1407, sw=0.8408, sh=0.8362),
+    # 808 boxes, IoU 0.743 -> 0.859
+    "alt2": BoxCalibration(dx=0.0259, dy=0.1197, sw=0.8920, sh=0.8873),
+    # 674 boxes (image and mirror), IoU 0.538 -> 0.620: profile boxes only loosely fit a frontal box
+    "profile": BoxCalibration(dx=0.0976, dy=0.1828, sw=0.7758, sh=0.7718),
 }
 
 
@@ -79,12 +80,18 @@ class FaceBox:
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Detection parameters. ``max_side``: the grey image is downscaled so its longer side is at
-    most this (faces of 80-300 px in a 640x480 frame become 40-150 px, plenty for a 24x24 cascade);
-    ``min_face``: smallest face searched, in original pixels."""
+    """Detection parameters.
 
+    The cascades' cost grows with the pixel count, and they need a face of only ~24 px, so the grey
+    image is shrunk until the smallest face we look for (``min_face`` original pixels) becomes
+    ``window`` px, and further if needed so its longer side is at most ``max_side`` (a 12 MP phone
+    photo is searched at 320x240: faces smaller than ~1/13 of the photo are then missed).
+    Defaults: min_face 60 -> a 640x480 frame is searched at 256x192 (webcam faces are 80-300 px);
+    an LFW 250x250 image at 100x100 (its faces are ~100-120 px)."""
+
+    min_face: int = 60
+    window: int = 24
     max_side: int = 320
-    min_face: int = 40
     scale_factor: float = 1.1
     min_neighbors: int = 5
     fallback_min_neighbors: int = 3
@@ -123,14 +130,15 @@ class FaceDetector:
         """The downscaled, contrast-equalised grey image the cascades run on, and its scale."""
         gray = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         h, w = gray.shape
-        scale = min(1.0, self.config.max_side / max(h, w))
+        c = self.config
+        scale = min(1.0, c.window / c.min_face, c.max_side / max(h, w))
         if scale < 1.0:
             gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         return cv2.equalizeHist(gray), scale
 
-    def _run(self, name: str, small: np.ndarray, scale: float, neighbors: int) -> list[tuple[int, ...]]:
+    def _run(self, name: str, small: np.ndarray, neighbors: int) -> list[tuple[int, ...]]:
         c = self.config
-        min_side = max(20, round(c.min_face * scale))
+        min_side = c.window
         found = self._cascade(name).detectMultiScale(
             small, scaleFactor=c.scale_factor, minNeighbors=neighbors, minSize=(min_side, min_side)
         )
@@ -138,20 +146,23 @@ class FaceDetector:
 
     def detect_raw(self, rgb: np.ndarray) -> list[tuple[str, tuple[float, float, float, float]]]:
         """Cascade boxes in original-image pixels (before calibration), with the cascade name."""
-        small, scale = self.prepare(rgb)
+        small, _ = self.prepare(rgb)
         c = self.config
         raw: list[tuple[str, tuple[int, ...]]] = [
-            ("default", b) for b in self._run("default", small, scale, c.min_neighbors)
+            ("default", b) for b in self._run("default", small, c.min_neighbors)
         ]
         if not raw:
-            raw = [("alt2", b) for b in self._run("alt2", small, scale, c.fallback_min_neighbors)]
+            raw = [("alt2", b) for b in self._run("alt2", small, c.fallback_min_neighbors)]
         if not raw and c.use_profile:
-            raw = [("profile", b) for b in self._run("profile", small, scale, c.fallback_min_neighbors)]
+            raw = [("profile", b) for b in self._run("profile", small, c.fallback_min_neighbors)]
             width = small.shape[1]
             mirrored = np.ascontiguousarray(small[:, ::-1])
-            for x, y, w, h in self._run("profile", mirrored, scale, c.fallback_min_neighbors):
+            for x, y, w, h in self._run("profile", mirrored, c.fallback_min_neighbors):
                 raw.append(("profile", (width - x - w, y, w, h)))
-        return [(name, tuple(v / scale for v in b)) for name, b in raw]  # type: ignore[misc]
+        # Exact per-axis factors (the resized size was rounded to whole pixels).
+        sx = small.shape[1] / rgb.shape[1]
+        sy = small.shape[0] / rgb.shape[0]
+        return [(name, (b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy)) for name, b in raw]
 
     def detect(self, rgb: np.ndarray) -> list[FaceBox]:
         """Every face found, largest first, with dlib-like rectangles."""

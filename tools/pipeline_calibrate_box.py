@@ -83,13 +83,13 @@ def main() -> None:
         dboxes = [np.array([x0, y0, x1 - x0 + 1, y1 - y0 + 1], dtype=float) for x0, y0, x1, y1 in rects]
         small, scale = detector.prepare(rgb)
         runs = {
-            "default": detector._run("default", small, scale, cfg.min_neighbors),
-            "alt2": detector._run("alt2", small, scale, cfg.fallback_min_neighbors),
+            "default": detector._run("default", small, cfg.min_neighbors),
+            "alt2": detector._run("alt2", small, cfg.fallback_min_neighbors),
         }
-        prof = detector._run("profile", small, scale, cfg.fallback_min_neighbors)
+        prof = detector._run("profile", small, cfg.fallback_min_neighbors)
         mirrored = np.ascontiguousarray(small[:, ::-1])
         width = small.shape[1]
-        for x, y, w, h in detector._run("profile", mirrored, scale, cfg.fallback_min_neighbors):
+        for x, y, w, h in detector._run("profile", mirrored, cfg.fallback_min_neighbors):
             prof.append((width - x - w, y, w, h))
         runs["profile"] = prof
         for cname, boxes in runs.items():
