@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--names", nargs="*")
     ap.add_argument("--out", default="/tmp/dlib_ref.npz")
     ap.add_argument("--fixture", help="write a small JSON fixture (rects + landmarks) instead")
+    ap.add_argument("--chip-dir", help="with --fixture: also save dlib's chips there as PNG")
     args = ap.parse_args()
 
     models = Path(importlib.util.find_spec("face_recognition_models").submodule_search_locations[0])
@@ -89,6 +90,9 @@ def main() -> None:
             ],
         }
         Path(args.fixture).write_text(json.dumps(payload, indent=1) + "\n")
+        if args.chip_dir:
+            for n, chip in zip(out_names, chips, strict=True):
+                cv2.imwrite(str(Path(args.chip_dir) / f"dlib_chip_{n}.png"), chip[:, :, ::-1])
         return
     np.savez_compressed(
         args.out,
