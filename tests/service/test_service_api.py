@@ -328,6 +328,26 @@ def test_concurrent_enrolment_of_the_same_photo_is_idempotent(client) -> None:
     assert len(ids) == 1 and len(_rows(client)) == 1 and len(client.app.state.store.files()) == 1
 
 
+def test_concurrent_first_enrolments_of_one_user_with_different_photos(client) -> None:
+    """Racing requests all create the same new user: the unique user_id decides, losers retry."""
+    photos = [lfw_bytes("George_W_Bush", n) for n in (1, 2, 3)]
+    statuses: list[int] = []
+    barrier = threading.Barrier(len(photos))
+
+    def worker(photo: bytes) -> None:
+        barrier.wait()
+        statuses.append(enroll(client, "newcomer", ("p.jpg", photo)).status_code)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in photos]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [201] * 3
+    assert _users(client) == ["newcomer"] and len(_rows(client)) == 3
+    assert len(client.app.state.store.files()) == 3
+
+
 def test_concurrent_verifies_agree(client) -> None:
     enroll(client, "bush", ("a.jpg", lfw_bytes(*BUSH)), ("b.jpg", lfw_bytes("George_W_Bush", 2)))
     probes = [lfw_bytes(*BUSH), lfw_bytes(*BLAIR)] * 4
