@@ -3,7 +3,7 @@
 dlib's shape predictor expects rectangles like those of dlib's HOG detector. This tool runs each
 Haar cascade (with the detector's own settings) on LFW images for which dlib's HOG rectangles were
 recorded by ``tools/pipeline_dlib_reference.py``, pairs each cascade box with the dlib box it
-overlaps most (IoU >= 0.3), and fits by least squares
+overlaps most (IoU >= 0.3), and fits (medians of the per-box ratios)
 
     dlib_left = x + dx*w,  dlib_top = y + dy*h,  dlib_width = sw*w,  dlib_height = sh*h
 
@@ -46,14 +46,13 @@ def fit(pairs: list[tuple[np.ndarray, np.ndarray]]) -> BoxCalibration:
     ref = np.array([p[1] for p in pairs])
     w, h = raw[:, 2], raw[:, 3]
 
-    def ls(target: np.ndarray, base: np.ndarray) -> float:
-        return float((target * base).sum() / (base * base).sum())
-
+    # Medians of the per-box ratios: robust to the few wrong pairings (a background face or a
+    # loose profile box that still overlaps a dlib box by IoU >= 0.3), which skew least squares.
     return BoxCalibration(
-        dx=ls(ref[:, 0] - raw[:, 0], w),
-        dy=ls(ref[:, 1] - raw[:, 1], h),
-        sw=ls(ref[:, 2], w),
-        sh=ls(ref[:, 3], h),
+        dx=float(np.median((ref[:, 0] - raw[:, 0]) / w)),
+        dy=float(np.median((ref[:, 1] - raw[:, 1]) / h)),
+        sw=float(np.median(ref[:, 2] / w)),
+        sh=float(np.median(ref[:, 3] / h)),
     )
 
 
