@@ -307,6 +307,17 @@ def test_failed_rename_after_commit_removes_the_rows(client, monkeypatch) -> Non
     assert _rows(client) == [] and client.app.state.store.files() == []
 
 
+def test_re_enrolling_restores_a_file_lost_after_commit(client) -> None:
+    """The one window the ordering leaves (crash after commit, before rename) heals on re-enrolment."""
+    photo = lfw_bytes(*BUSH)
+    enroll(client, "bush", ("a.jpg", photo))
+    [row] = _rows(client)
+    store = client.app.state.store
+    store.delete(row.path)
+    assert enroll(client, "bush", ("a.jpg", photo)).json()["enrolled"][0]["image_id"] == row.id
+    assert store.read(row.path) == photo and len(_rows(client)) == 1
+
+
 def test_concurrent_enrolment_of_the_same_photo_is_idempotent(client) -> None:
     photo = lfw_bytes(*BUSH)
     results: list[object] = []
