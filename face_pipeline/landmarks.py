@@ -130,11 +130,18 @@ def load_shape_predictor(path: str | Path | None = None) -> ShapePredictorModel:
     )
 
 
+_DIV3 = (np.arange(3 * 255 + 1) // 3).astype(np.uint8)
+
+
 def rgb_to_dlib_gray(rgb: np.ndarray) -> np.ndarray:
     """dlib's RGB -> grey: the integer mean of the three channels (``(r+g+b)/3`` truncated)."""
     if rgb.ndim == 2:
         return rgb.astype(np.uint8, copy=False)
-    return (rgb[..., :3].astype(np.uint16).sum(axis=2) // 3).astype(np.uint8)
+    # Plane-by-plane adds and a lookup table: ~10x faster than sum(axis=2) // 3 on HxWx3.
+    total = rgb[..., 0].astype(np.uint16)
+    total += rgb[..., 1]
+    total += rgb[..., 2]
+    return _DIV3[total]
 
 
 def _similarity_linear(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
