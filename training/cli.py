@@ -101,6 +101,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         json_out=args.json,
         plots_dir=args.plots,
         progress=not args.quiet,
+        scores_csv=args.scores,
     )
     extra = result.pop("_extra")
     print(
@@ -167,16 +168,21 @@ def register(subparsers: Any) -> None:
         default=None,
         help="average each embedding with its mirror image's (default: on for dlib_resnet)",
     )
-    p.add_argument("--epochs", type=int, default=40, help="maximum epochs")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="maximum epochs (default: 100 for a head on cached embeddings, 10 otherwise)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="pairs per batch")
     p.add_argument(
         "--lr",
         type=float,
         default=None,
-        help="Adam learning rate (default: 0.05 for a head on cached embeddings, else 1e-4)",
+        help="Adam learning rate (default: 0.5 for a head on cached embeddings, else 1e-4 as in the seed)",
     )
     p.add_argument(
-        "--patience", type=int, default=5, help="early stopping: epochs without validation-loss improvement"
+        "--patience", type=int, default=8, help="early stopping: epochs without validation-loss improvement"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of pairs, splits, shuffling, augmentation, init")
     p.add_argument(
@@ -281,6 +287,7 @@ def register(subparsers: Any) -> None:
     v.add_argument("--model", default=str(DEFAULT_MODEL), help="served SavedModel folder")
     v.add_argument("--json", default=None, help="write the metrics as JSON here")
     v.add_argument("--plots", default=None, help="write roc.png and score_histograms.png here")
+    v.add_argument("--scores", default=None, help="write per-pair scores (CSV) here, for error analysis")
     v.add_argument("--threads", type=int, default=2, help="TensorFlow CPU threads (0 = TF default)")
     v.add_argument("--quiet", action="store_true", help="no progress bar")
     v.set_defaults(func=_evaluate)

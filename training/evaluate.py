@@ -159,6 +159,34 @@ def write_plots(
     return [roc_path, hist_path]
 
 
+def write_scores(
+    path: Path,
+    pairs: Sequence[Pair],
+    scores: np.ndarray,
+    folds: np.ndarray,
+    embeddings: dict[Path, np.ndarray | None],
+) -> None:
+    """Per-pair scores for error analysis (which pairs fail, and whether a missing face is why)."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["fold", "same", "score", "left", "right", "left_face", "right_face"])
+        for p, s, k in zip(pairs, scores, folds, strict=True):
+            w.writerow(
+                [
+                    int(k),
+                    int(p.same),
+                    f"{s:.6f}",
+                    p.left,
+                    p.right,
+                    int(embeddings[p.left] is not None),
+                    int(embeddings[p.right] is not None),
+                ]
+            )
+
+
 # ------------------------------------------------------------------------------------ the run
 
 
@@ -222,6 +250,7 @@ def evaluate(
     plots_dir: Path | None = None,
     pipeline: Any | None = None,
     progress: bool = True,
+    scores_csv: Path | None = None,
 ) -> dict[str, Any]:
     """Run the protocol; return the JSON-key metrics (plus per-fold details under extra keys)."""
     import tensorflow as tf
@@ -254,6 +283,8 @@ def evaluate(
     if json_out is not None:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(json_out).write_text(json.dumps({k: result[k] for k in JSON_KEYS}, indent=2) + "\n")
+    if scores_csv is not None:
+        write_scores(Path(scores_csv), pairs, scores, folds, emb.embeddings)
     if plots_dir is not None:
         write_plots(Path(plots_dir), scores, labels, m, Path(pairs_file).name)
     extra = {

@@ -55,10 +55,10 @@ class TrainConfig:
     distance: str = "cosine"
     fine_tune_stages: int = 0
     mirror: bool | None = None  # test-time flip averaging; default: on for dlib_resnet
-    epochs: int = 40
+    epochs: int | None = None  # default: 100 for a head on cached embeddings, 10 otherwise
     batch_size: int = 64
-    learning_rate: float | None = None  # default: 0.05 for a head on cached embeddings, 1e-4 otherwise
-    patience: int = 5
+    learning_rate: float | None = None  # default: 0.5 for a head on cached embeddings, 1e-4 otherwise
+    patience: int = 8
     seed: int = 0
     augment: bool = True
     train_pairs: int = 3000
@@ -81,7 +81,14 @@ class TrainConfig:
     def resolved_lr(self, frozen: bool) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
-        return 0.05 if frozen else 1e-4
+        # A 1-feature logistic head is convex but ill-conditioned (weight and bias move together):
+        # 0.05 had not converged after 40 epochs on LFW (val loss 0.114); 0.5 early-stops at 0.062.
+        return 0.5 if frozen else 1e-4
+
+    def resolved_epochs(self, frozen: bool) -> int:
+        if self.epochs is not None:
+            return self.epochs
+        return 100 if frozen else 10
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -295,6 +302,7 @@ def fit(
     cfg: TrainConfig,
     lr: float,
     augment: bool,
+    epochs: int,
 ) -> list[dict[str, Any]]:
     """Train with checkpoints, validation each epoch and early stopping; returns the per-epoch log."""
     import importlib.util
@@ -341,7 +349,7 @@ def fit(
     test_step = tf.function(model.test_step)
     steps_per_epoch = int(np.ceil(len(train.labels) / cfg.batch_size))
     val_ds = pair_dataset(features, val.left, val.right, val.labels, cfg.batch_size, cfg.seed)
-    while int(state["epoch"]) < cfg.epochs and int(state["bad_epochs"]) < cfg.patience:
+    while int(state["epoch"]) < epochs and int(state["bad_epochs"]) < cfg.patience:
         epoch = int(state["epoch"])
         t0 = time.perf_counter()
         ds = pair_dataset(
@@ -361,7 +369,7 @@ def fit(
         bar = tqdm(
             ds.skip(skip),
             total=steps_per_epoch - skip,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            desc=f"epoch {epoch + 1}/{epochs}",
             disable=not cfg.progress,
             leave=False,
         )
@@ -541,6 +549,7 @@ def train(cfg: TrainConfig, pipeline: Any | None = None) -> dict[str, Any]:
         cfg,
         cfg.resolved_lr(spec.frozen),
         augment=cfg.augment and not spec.frozen,
+        epochs=cfg.resolved_epochs(spec.frozen),
     )
     train_seconds = time.perf_counter() - t0
 

@@ -134,8 +134,11 @@ def test_frozen_dlib_head_trains_exports_and_evaluates(
         plots_dir=tmp_path / "plots",
         pipeline=pipeline,
         progress=False,
+        scores_csv=tmp_path / "scores.csv",
     )
     written = json.loads(out_json.read_text())
+    rows = (tmp_path / "scores.csv").read_text().splitlines()
+    assert len(rows) == 9 and rows[0].startswith("fold,same,score")
     assert tuple(written) == JSON_KEYS
     assert written["pairs"] == 8 and written["no_face_found"] == 0 and written["ms_per_image"] > 0
     assert written["auc"] == pytest.approx(result["auc"]) and written["auc"] >= 0.9
