@@ -11,6 +11,7 @@ applied, so a phone photo taken sideways is upright before face detection.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from typing import Literal
 
@@ -54,6 +55,14 @@ def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8).copy()
 
 
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation; a malformed EXIF block must not cost us a valid picture."""
+    try:
+        return ImageOps.exif_transpose(img) or img
+    except (ValueError, TypeError, KeyError, SyntaxError, struct.error):
+        return img
+
+
 def decode_image(
     data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
@@ -84,8 +93,7 @@ def decode_image(
                     "too_many_pixels", f"{width}x{height} = {width * height} pixels > limit {max_pixels}"
                 )
             img.load()  # decodes; raises OSError on truncated/corrupt data
-            upright: Image.Image = ImageOps.exif_transpose(img) or img
-            return _to_rgb_uint8(upright)
+            return _to_rgb_uint8(_upright(img))
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:

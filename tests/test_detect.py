@@ -25,6 +25,8 @@ FIXTURE = json.loads((DATA / "dlib_lfw_5pt_landmarks.json").read_text())["faces"
 # pairs.txt images is measured by tools/pipeline_measure_detect.py, not asserted per image here.
 DETECTABLE = [f for f in FIXTURE if f["image"] != "Serena_Williams_0002"]
 
+pytestmark = pytest.mark.lfw
+
 needs_lfw = pytest.mark.skipif(not (LFW / "images").is_dir(), reason=f"LFW not found at {LFW}")
 needs_frames = pytest.mark.skipif(not FRAMES.is_dir(), reason=f"video frames not found at {FRAMES}")
 

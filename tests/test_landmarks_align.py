@@ -24,6 +24,8 @@ DATA = Path(__file__).resolve().parent / "data"
 LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw"
 FIXTURE = json.loads((DATA / "dlib_lfw_5pt_landmarks.json").read_text())["faces"]
 
+pytestmark = pytest.mark.lfw
+
 needs_lfw = pytest.mark.skipif(not (LFW / "images").is_dir(), reason=f"LFW not found at {LFW}")
 
 
