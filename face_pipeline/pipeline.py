@@ -22,6 +22,10 @@ from face_pipeline.align import CHIP_PADDING, CHIP_SIZE, extract_face_chip
 from face_pipeline.detect import FaceDetector
 from face_pipeline.landmarks import ShapePredictor, rgb_to_dlib_gray
 
+#: Identifies how chips are cut (detector settings + calibration, landmark model, alignment).
+#: Chip caches key on it (training/data.py): BUMP IT whenever any of these changes.
+PIPELINE_VERSION = "haar-min60-cal1+dlib5pt-refine1+chip150-pad0.25"
+
 # dlib-like box from a 5-point shape: left = cx + a*s, top = cy + b*s, w = c*s, h = d*s, with
 # (cx, cy) the centroid and s the RMS distance of the points from it. Fitted by
 # tools/pipeline_calibrate_box.py on dlib's own (HOG box, landmarks) pairs of 788 LFW faces.
