@@ -22,8 +22,11 @@ def _set_threads(n: int) -> None:
     import tensorflow as tf
 
     if n > 0:
-        tf.config.threading.set_intra_op_parallelism_threads(n)
-        tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(n)
+            tf.config.threading.set_inter_op_parallelism_threads(min(n, 2))
+        except RuntimeError:  # TF already running in this process (tests): keep its pools
+            pass
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -148,6 +148,19 @@ def test_frozen_dlib_head_trains_exports_and_evaluates(
         tmp_path / "plots" / "score_histograms.png"
     ).exists()
 
+    # The same through the command line: `faceverify export RUN` then `faceverify evaluate`.
+    from service.cli import main
+
+    cli_model = tmp_path / "model_cli"
+    assert main(["export", str(run), "--out", str(cli_model), "--version", "t-cli"]) == 0
+    cli_json = tmp_path / "eval_cli.json"
+    argv = ["evaluate", "--images", str(mini_lfw), "--pairs", str(tiny_pairs_file), "--model", str(cli_model)]
+    assert main([*argv, "--json", str(cli_json), "--quiet"]) == 0
+    via_cli = json.loads(cli_json.read_text())
+    for key in JSON_KEYS:
+        if key != "ms_per_image":
+            assert via_cli[key] == pytest.approx(written[key], abs=1e-6), key
+
 
 def test_cli_help_explains_every_option() -> None:
     import argparse
