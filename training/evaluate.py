@@ -144,7 +144,7 @@ def write_plots(
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 4))
-    bins = np.linspace(min(scores.min(), 0.0), max(scores.max(), 1.0), 60)
+    bins = np.linspace(min(scores.min(), 0.0), max(scores.max(), 1.0), 60).tolist()
     ax.hist(scores[labels], bins=bins, alpha=0.6, label="same person")
     ax.hist(scores[~labels], bins=bins, alpha=0.6, label="different people")
     ax.set_xlabel(f"similarity (no face found = {NO_FACE_SCORE:g})")
