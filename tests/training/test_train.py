@@ -86,6 +86,7 @@ def test_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(
     np.testing.assert_allclose(np.array(val_a, float), np.array(val_b, float), rtol=1e-5)
 
 
+@pytest.mark.slow  # ~20 s: trains, exports twice and runs the protocol twice
 def test_frozen_dlib_head_trains_exports_and_evaluates(
     mini_lfw: Path,
     cache_dir: Path,
