@@ -456,6 +456,7 @@ def _plots(
     test_labels: np.ndarray,
     roc: dict[str, Any],
     examples: list[tuple[np.ndarray, np.ndarray, float, bool]],
+    threshold: float = 0.5,
 ) -> None:
     import matplotlib
 
@@ -486,7 +487,7 @@ def _plots(
             ax.set_title(
                 f"{'same' if same else 'diff'}: {s:.3f}",
                 fontsize=9,
-                color="green" if (s > 0.5) == same else "red",
+                color="green" if (s > threshold) == same else "red",
             )
         for ax in axes.flat:
             ax.axis("off")
@@ -600,5 +601,5 @@ def train(cfg: TrainConfig, pipeline: Any | None = None) -> dict[str, Any]:
     examples = []
     for i in np.flatnonzero(te.found)[:: max(1, int(te.found.sum()) // 12)][:12]:
         examples.append((chips[te.left[i]], chips[te.right[i]], float(test_scores[i]), bool(y[i])))
-    _plots(run_dir, rows, test_scores, y, roc, examples)
+    _plots(run_dir, rows, test_scores, y, roc, examples, threshold)
     return metrics
