@@ -418,6 +418,24 @@ def dlib_boxes_overlap(a: Rect, b: Rect, iou_threshold: float, covered_threshold
     )
 
 
+def _merge_windows(
+    windows: list[tuple[int, int, int, int, tuple[int, ...]]],
+) -> list[tuple[int, int, int, int, tuple[int, ...]]]:
+    """Merge windows (x0, y0, x1, y1, levels) whose bounding box costs no more pixels than the two
+    apart (neighbouring levels share their context). x0 and y0 stay on the stride-8 grid."""
+    merged: list[tuple[int, int, int, int, tuple[int, ...]]] = []
+    for win in sorted(windows, key=lambda w: (w[1], w[0])):
+        if merged:
+            a = merged[-1]
+            box = (min(a[0], win[0]), min(a[1], win[1]), max(a[2], win[2]), max(a[3], win[3]))
+            area = (box[2] - box[0]) * (box[3] - box[1])
+            if area <= (a[2] - a[0]) * (a[3] - a[1]) + (win[2] - win[0]) * (win[3] - win[1]):
+                merged[-1] = (*box, a[4] + win[4])
+                continue
+        merged.append(win)
+    return merged
+
+
 def box_iou(a: Box, b: Box) -> float:
     """Plain intersection over union of two (x, y, w, h) boxes (for comparisons and tests)."""
     ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
@@ -603,7 +621,7 @@ class MMODDetector:
             if r_ < l_ or b_ < t_:
                 continue
             out.append((*window(l_, t_, r_, b_), (k,)))
-        return out
+        return _merge_windows(out)
 
     def _detect(
         self,
