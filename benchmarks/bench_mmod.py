@@ -68,7 +68,7 @@ def letterbox_480(frame: np.ndarray) -> np.ndarray:
     return out
 
 
-def jitter(box: tuple[int, int, int, int], rng: np.random.Generator) -> tuple[float, ...]:
+def jitter(box: tuple[int, int, int, int], rng: np.random.Generator) -> tuple[float, float, float, float]:
     """A rough candidate around a dlib box: centre moved by up to 15% of the side, side scaled by
     0.9-1.3 (the range of our calibrated Haar boxes)."""
     x, y, w, h = box

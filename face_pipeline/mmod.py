@@ -419,7 +419,7 @@ def dlib_boxes_overlap(a: Rect, b: Rect, iou_threshold: float, covered_threshold
 
 
 def _merge_windows(
-    windows: list[tuple[int, int, int, int, tuple[int, ...]]],
+    windows: Sequence[tuple[int, int, int, int, tuple[int, ...]]],
 ) -> list[tuple[int, int, int, int, tuple[int, ...]]]:
     """Merge windows (x0, y0, x1, y1, levels) whose bounding box costs no more pixels than the two
     apart (neighbouring levels share their context). x0 and y0 stay on the stride-8 grid."""
@@ -607,7 +607,7 @@ class MMODDetector:
             box = window(sel[:, 0].min(), sel[:, 1].min(), sel[:, 2].max(), sel[:, 3].max())
             return [(*box, tuple(wanted))]
         cx, cy, radius = focus
-        out = []
+        out: list[tuple[int, int, int, int, tuple[int, ...]]] = []
         for k in wanted:
             left, top, right, bottom = rects[k]
             # dlib's point_down, k times: q -> (q - 0.3) / 1.2

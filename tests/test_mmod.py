@@ -176,7 +176,7 @@ def test_detect_in_region_reproduces_the_full_image_box(detector: MMODDetector, 
 def test_small_faces_are_found_by_upsampling(detector: MMODDetector, reference: dict) -> None:
     entry = reference["images"][0]  # Colin Powell, a 96 px face
     x, y, w, h = dlib_box(entry["detections"][0]["ltrb"])
-    half = np.asarray(Image.fromarray(load_rgb(entry)).resize((125, 125), Image.BILINEAR))
+    half = np.asarray(Image.fromarray(load_rgb(entry)).resize((125, 125), Image.Resampling.BILINEAR))
     assert detector.detect(half, min_face=80) == []  # a 48 px face is below dlib's 80 px window
     found = detector.detect(half, min_face=40)
     assert len(found) == 1 and found[0][1] > 0.5
