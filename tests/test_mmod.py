@@ -195,6 +195,15 @@ def test_no_face_in_flat_and_noise_images(detector: MMODDetector) -> None:
     assert detector.detect(np.zeros((0, 10, 3), np.uint8)) == []
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (10, 10), (29, 29), (30, 500), (500, 30)])
+def test_tiny_and_thin_images_give_no_face_and_no_error(detector: MMODDetector, shape: tuple) -> None:
+    rgb = np.random.default_rng(2).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    assert detector.detect(rgb, min_face=80) == []
+    assert detector.detect(rgb, min_face=20) == []  # upsampled path
+    assert detector.detect_in_region(rgb, (0, 0, 80, 80)) == []
+    assert detector.detect_in_region(rgb, (2, 2, 30, 30)) == []
+
+
 def test_bad_arguments_are_rejected(detector: MMODDetector) -> None:
     rgb = np.zeros((50, 50, 3), np.uint8)
     with pytest.raises(ValueError):
