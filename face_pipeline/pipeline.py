@@ -1,16 +1,30 @@
 """RGB image -> every face as (box, 5 landmarks, aligned 150x150 chip).
 
 One object shared by training (chip caches) and serving (per request), so a face is cropped the
-same way in both. Construction loads the Haar cascades and parses the landmark model once
-(~2 s); afterwards :meth:`FacePipeline.faces` only reads immutable model arrays and allocates its
-own buffers, so concurrent calls from several threads are safe (the detector keeps one OpenCV
-classifier per thread).
+same way in both. Construction loads the Haar cascades, parses the landmark model and dlib's CNN
+detector once (~2 s); afterwards :meth:`FacePipeline.faces` only reads immutable model arrays and
+allocates its own buffers, so concurrent calls from several threads are safe (the detector keeps
+one OpenCV classifier per thread; the CNN's ``tf.function`` is read-only).
 
-Steps: :class:`~face_pipeline.detect.FaceDetector` (Haar, boxes mapped to dlib-like rectangles)
--> :class:`~face_pipeline.landmarks.ShapePredictor` (dlib's 5-point model, numpy port) ->
-optional refinement (rebuild the box from the landmarks, predict again) ->
-:func:`~face_pipeline.align.extract_face_chip` (dlib's chip, padding 0.25).
-"""
+Steps (defaults):
+
+1. :class:`~face_pipeline.detect.FaceDetector`: Haar cascades, boxes mapped to dlib-like
+   rectangles (a few ms: the common path stays cheap).
+2. :class:`~face_pipeline.landmarks.ShapePredictor` (dlib's 5-point model, numpy port) in that
+   box, then the refinement (rebuild the box from the landmarks, predict again), then a
+   consistency check: one more refinement must not move the points (> ``consistency_gate`` of
+   their spread means they sit on the eyebrows/hair because the Haar box was offset).
+3. Only for an inconsistent face: dlib's CNN detector (:mod:`face_pipeline.mmod`) re-detects
+   around the Haar box, and its dlib-native box (what the shape predictor was trained for) is
+   used; if the CNN finds nothing there, the most consistent of a few shifted starting boxes
+   (:data:`ALT_INITS`). Only when Haar finds no face at all: the CNN on the whole image (faces of
+   at least ``mmod_min_face`` px).
+4. :func:`~face_pipeline.align.extract_face_chip` (dlib's chip, padding 0.25).
+
+Measured with tools/pipeline_lfw_ab.py (LFW View 2, release model; results in
+benchmarks/results/pipeline_lfw_ab.txt): 97.45% for v1 (Haar + refinement) -> 98.83% with 2-3.
+Pass ``mmod=None`` for a Haar-only pipeline (no TensorFlow import); it then uses the Haar
+last-resort pass (:class:`~face_pipeline.detect.DetectorConfig`) for images with no face."""
 
 from __future__ import annotations
 
@@ -20,12 +34,12 @@ from typing import Any, Literal
 import numpy as np
 
 from face_pipeline.align import CHIP_PADDING, CHIP_SIZE, extract_face_chip
-from face_pipeline.detect import FaceBox, FaceDetector
+from face_pipeline.detect import DetectorConfig, FaceBox, FaceDetector
 from face_pipeline.landmarks import ShapePredictor, rgb_to_dlib_gray
 
 #: Identifies how chips are cut (detector settings + calibration, landmark model, alignment).
 #: Chip caches key on it (training/data.py): BUMP IT whenever any of these changes.
-PIPELINE_VERSION = "haar-min60-cal1-last40+dlib5pt-refine1-alt4g0.02+chip150-pad0.25"
+PIPELINE_VERSION = "haar-min60-cal1+mmod-inc-min80+dlib5pt-refine1-alt4g0.02+chip150-pad0.25"
 
 # dlib-like box from a 5-point shape: left = cx + a*s, top = cy + b*s, w = c*s, h = d*s, with
 # (cx, cy) the centroid and s the RMS distance of the points from it. Fitted by
@@ -83,11 +97,16 @@ class FacePipeline:
         consistency_gate: float = 0.02,
         alt_inits: tuple[tuple[float, float, float], ...] = ALT_INITS,
         round_landmarks: bool = False,
-        mmod: Any | None = None,
-        mmod_policy: Literal["fallback", "inconsistent", "always"] = "fallback",
+        mmod: Any | None | Literal["default"] = "default",
+        mmod_policy: Literal["fallback", "inconsistent", "always"] = "inconsistent",
         mmod_min_face: int = 80,
     ) -> None:
-        self.detector = detector or FaceDetector()
+        if mmod == "default":
+            from face_pipeline.mmod import MMODDetector  # TensorFlow: imported only when used
+
+            mmod = MMODDetector()
+        # With the CNN as the fallback, the Haar last resort (a weaker fallback) is not needed.
+        self.detector = detector or FaceDetector(DetectorConfig(last_resort_min_face=0) if mmod else None)
         self.predictor = predictor or ShapePredictor()
         self.refine = refine
         self.chip_size = chip_size

@@ -48,10 +48,16 @@ def pipe() -> FacePipeline:
 
 @pytest.fixture(scope="module")
 def v1(pipe: FacePipeline) -> FacePipeline:
-    """The first release's settings: no last resort, no alternative starts."""
+    """The first release's settings: Haar only, no last resort, no alternative starts."""
     return FacePipeline(
-        FaceDetector(DetectorConfig(last_resort_min_face=0)), pipe.predictor, consistency_gate=0.0
+        FaceDetector(DetectorConfig(last_resort_min_face=0)), pipe.predictor, consistency_gate=0.0, mmod=None
     )
+
+
+@pytest.fixture(scope="module")
+def haar_only(pipe: FacePipeline) -> FacePipeline:
+    """Without dlib's CNN: Haar last resort + alternative starts."""
+    return FacePipeline(predictor=pipe.predictor, mmod=None)
 
 
 def _image(name: str) -> np.ndarray:
@@ -72,30 +78,36 @@ def _error(landmarks: np.ndarray, name: str) -> float:
 
 
 @pytest.mark.parametrize("name", OFFSET)
-def test_offset_haar_box_is_recovered(pipe: FacePipeline, v1: FacePipeline, name: str) -> None:
+def test_offset_haar_box_is_recovered(
+    pipe: FacePipeline, haar_only: FacePipeline, v1: FacePipeline, name: str
+) -> None:
     rgb = _image(name)
     old = _central(v1, rgb)
     assert old is not None and _error(old.landmarks, name) > 0.5  # v1: landmarks on the eyebrows
-    new = _central(pipe, rgb)
-    assert new is not None
-    assert _error(new.landmarks, name) < 0.05
+    for fixed in (pipe, haar_only):  # CNN box, or the shifted starts without the CNN
+        new = _central(fixed, rgb)
+        assert new is not None
+        assert _error(new.landmarks, name) < 0.05
 
 
 @pytest.mark.parametrize("name", MISSED)
-def test_haar_miss_is_found_by_the_last_resort(pipe: FacePipeline, v1: FacePipeline, name: str) -> None:
+def test_haar_miss_is_found(pipe: FacePipeline, haar_only: FacePipeline, v1: FacePipeline, name: str) -> None:
     rgb = _image(name)
     assert v1.faces(rgb) == []
-    face = _central(pipe, rgb)
-    assert face is not None
-    assert _error(face.landmarks, name) < 0.05
+    for fixed in (pipe, haar_only):  # the CNN on the whole image, or the Haar last resort
+        face = _central(fixed, rgb)
+        assert face is not None
+        assert _error(face.landmarks, name) < 0.05
+    assert _central(pipe, rgb).cascade == "mmod"
 
 
 def test_consistent_faces_are_untouched(pipe: FacePipeline, v1: FacePipeline) -> None:
-    """A face whose landmarks pass the consistency gate gets exactly the v1 landmarks (the extra
-    starts only run on inconsistent ones), so well-aligned chips do not move."""
+    """A face whose landmarks pass the consistency gate gets exactly the v1 landmarks and box (the
+    CNN and the extra starts only run on inconsistent ones), so well-aligned chips do not move."""
     rgb = _image("Aaron_Peirsol_0001")
     a, b = v1.largest_face(rgb), pipe.largest_face(rgb)
     assert a is not None and b is not None
+    assert a.box == b.box
     np.testing.assert_array_equal(a.landmarks, b.landmarks)
 
 
@@ -104,21 +116,15 @@ def test_consistent_faces_are_untouched(pipe: FacePipeline, v1: FacePipeline) ->
 
 @pytest.fixture(scope="module")
 def with_mmod(pipe: FacePipeline) -> FacePipeline:
-    from face_pipeline.mmod import MMODDetector
-
-    return FacePipeline(
-        FaceDetector(DetectorConfig(last_resort_min_face=0)),
-        pipe.predictor,
-        consistency_gate=0.02,
-        mmod=MMODDetector(),
-        mmod_policy="inconsistent",
-    )
+    assert pipe.mmod is not None and pipe.mmod_policy == "inconsistent"  # the default
+    return pipe
 
 
 def test_mmod_finds_what_haar_misses(with_mmod: FacePipeline) -> None:
     name = "Kobe_Bryant_0001"  # missed even by the Haar last resort
     rgb = _image(name)
     assert with_mmod.detector.detect(rgb) == []
+    assert FaceDetector().detect(rgb) == []
     face = _central(with_mmod, rgb)
     assert face is not None and face.cascade == "mmod"
     assert _error(face.landmarks, name) < 0.05

@@ -47,10 +47,12 @@ MODEL_DIR = ROOT / "models" / "release"
 
 
 def _pipe(**kwargs: Any) -> Callable[[], Any]:
+    """A FacePipeline without dlib's CNN unless ``mmod`` is given ("default": the default one)."""
+
     def make() -> Any:
         from face_pipeline.pipeline import FacePipeline
 
-        return FacePipeline(**kwargs)
+        return FacePipeline(**{"mmod": None, **kwargs})
 
     return make
 
@@ -77,7 +79,7 @@ def _variant_table() -> dict[str, Callable[[], Any]]:
         "last_resort_min_face": 0,
     }  # v1 detector settings, pinned so names keep their meaning
     return {
-        "default": _pipe(),
+        "default": _pipe(mmod="default"),
         "haar": _pipe(detector=det(**base), consistency_gate=0.0),
         "haar+round": _pipe(detector=det(**base), consistency_gate=0.0, round_landmarks=True),
         "haar+last40": _pipe(detector=det(**base, last_resort_min_face=40), consistency_gate=0.0),
