@@ -18,11 +18,12 @@ Steps (defaults):
    around the Haar box, and its dlib-native box (what the shape predictor was trained for) is
    used; if the CNN finds nothing there, the most consistent of a few shifted starting boxes
    (:data:`ALT_INITS`). Only when Haar finds no face at all: the CNN on the whole image (faces of
-   at least ``mmod_min_face`` px).
+   at least ``mmod_min_face`` px; ``mmod_when_none=False`` skips that: on a 640x480 frame with
+   no face it costs ~100+ ms).
 4. :func:`~face_pipeline.align.extract_face_chip` (dlib's chip, padding 0.25).
 
 Measured with tools/pipeline_lfw_ab.py (LFW View 2, release model; results in
-benchmarks/results/pipeline_lfw_ab.txt): 97.45% for v1 (Haar + refinement) -> 98.83% with 2-3.
+benchmarks/results/pipeline_lfw_ab.txt): 97.45% for v1 (Haar + refinement) -> 98.90% with 1-3.
 Pass ``mmod=None`` for a Haar-only pipeline (no TensorFlow import); it then uses the Haar
 last-resort pass (:class:`~face_pipeline.detect.DetectorConfig`) for images with no face."""
 
@@ -39,7 +40,10 @@ from face_pipeline.landmarks import ShapePredictor, rgb_to_dlib_gray
 
 #: Identifies how chips are cut (detector settings + calibration, landmark model, alignment).
 #: Chip caches key on it (training/data.py): BUMP IT whenever any of these changes.
-PIPELINE_VERSION = "haar-min60-cal1+mmod-inc-min80+dlib5pt-refine1-alt4g0.02+chip150-pad0.25"
+PIPELINE_VERSION = "haar-min80-cal1+mmod-inc-min80+dlib5pt-refine1-alt4g0.02+chip150-pad0.25"
+
+#: Smallest face the Haar pass looks for when dlib's CNN backs it up (FacePipeline's default).
+MMOD_HAAR_MIN_FACE = 80
 
 # dlib-like box from a 5-point shape: left = cx + a*s, top = cy + b*s, w = c*s, h = d*s, with
 # (cx, cy) the centroid and s the RMS distance of the points from it. Fitted by
@@ -100,13 +104,18 @@ class FacePipeline:
         mmod: Any | None | Literal["default"] = "default",
         mmod_policy: Literal["fallback", "inconsistent", "always"] = "inconsistent",
         mmod_min_face: int = 80,
+        mmod_when_none: bool = True,
     ) -> None:
         if mmod == "default":
             from face_pipeline.mmod import MMODDetector  # TensorFlow: imported only when used
 
             mmod = MMODDetector()
-        # With the CNN as the fallback, the Haar last resort (a weaker fallback) is not needed.
-        self.detector = detector or FaceDetector(DetectorConfig(last_resort_min_face=0) if mmod else None)
+        # With the CNN behind it, Haar only needs to find faces of >= 80 px (half its cost on a
+        # 640x480 frame; LFW 98.90% vs 98.83% at 60 px) and no Haar last resort (the CNN is the
+        # better fallback). Without the CNN: the DetectorConfig defaults (60 px, last resort).
+        self.detector = detector or FaceDetector(
+            DetectorConfig(min_face=MMOD_HAAR_MIN_FACE, last_resort_min_face=0) if mmod else None
+        )
         self.predictor = predictor or ShapePredictor()
         self.refine = refine
         self.chip_size = chip_size
@@ -117,6 +126,7 @@ class FacePipeline:
         self.mmod = mmod
         self.mmod_policy = mmod_policy
         self.mmod_min_face = mmod_min_face
+        self.mmod_when_none = mmod_when_none
 
     def _refined(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> tuple[np.ndarray, float]:
         """Landmarks after one refinement, and their inconsistency: how far one more refinement
@@ -193,7 +203,7 @@ class FacePipeline:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 HxWx3 image, got {rgb.dtype} {rgb.shape}")
         found = self.detector.detect(rgb)
-        if not found and self.mmod is not None:
+        if not found and self.mmod is not None and self.mmod_when_none:
             # Haar found nothing: dlib's CNN on the whole image (bounded by mmod_min_face).
             found = [
                 FaceBox(tuple(int(v) for v in b), tuple(int(v) for v in b), "mmod")  # type: ignore[arg-type]

@@ -48,8 +48,11 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 @needs_lfw
 @pytest.mark.parametrize("face", DETECTABLE, ids=[f["image"] for f in DETECTABLE])
-def test_calibrated_box_is_close_to_dlibs_box(pipe: FacePipeline, face: dict) -> None:
-    found = pipe.detector.detect(_lfw(face["image"]))
+def test_calibrated_box_is_close_to_dlibs_box(face: dict) -> None:
+    # The calibration was fitted for the DetectorConfig defaults (min_face 60); FacePipeline's
+    # default Haar pass (min_face 80, backed by dlib's CNN) gives looser boxes that the landmark
+    # refinement absorbs (see test_pipeline_landmarks_near_dlibs).
+    found = FaceDetector().detect(_lfw(face["image"]))
     assert found, "no face found"
     left, top, right, bottom = face["rect_ltrb"]
     dlib_box = (left, top, right - left + 1, bottom - top + 1)

@@ -71,45 +71,49 @@ def _variant_table() -> dict[str, Callable[[], Any]]:
     """name -> factory of an object with ``faces(rgb)``; names are cache keys, keep them stable."""
     from face_pipeline.detect import DetectorConfig, FaceDetector
 
-    def det(**cfg: Any) -> FaceDetector:
-        return FaceDetector(DetectorConfig(**cfg))
+    # v1 detector settings, pinned so variant names keep their meaning when defaults change
+    base: dict[str, Any] = {"min_face": 60, "last_resort_min_face": 0}
 
-    base = {
-        "min_face": 60,
-        "last_resort_min_face": 0,
-    }  # v1 detector settings, pinned so names keep their meaning
+    def det(**cfg: Any) -> FaceDetector:
+        return FaceDetector(DetectorConfig(**{**base, **cfg}))
+
     return {
         "default": _pipe(mmod="default"),
-        "haar": _pipe(detector=det(**base), consistency_gate=0.0),
-        "haar+round": _pipe(detector=det(**base), consistency_gate=0.0, round_landmarks=True),
-        "haar+last40": _pipe(detector=det(**base, last_resort_min_face=40), consistency_gate=0.0),
-        "haar+last48": _pipe(detector=det(**base, last_resort_min_face=48), consistency_gate=0.0),
+        "haar": _pipe(detector=det(), consistency_gate=0.0),
+        "haar+round": _pipe(detector=det(), consistency_gate=0.0, round_landmarks=True),
+        "haar+last40": _pipe(detector=det(last_resort_min_face=40), consistency_gate=0.0),
+        "haar+last48": _pipe(detector=det(last_resort_min_face=48), consistency_gate=0.0),
         "haar+last40n2": _pipe(
-            detector=det(**base, last_resort_min_face=40, last_resort_min_neighbors=2), consistency_gate=0.0
+            detector=det(last_resort_min_face=40, last_resort_min_neighbors=2), consistency_gate=0.0
         ),
         # first try: 3 centred inits (the offsets were too small)
         "haar+multi02_v0": _pipe(
-            detector=det(**base),
+            detector=det(),
             consistency_gate=0.02,
             alt_inits=((0, 0.1, 0.85), (0, 0.15, 0.9), (0, -0.1, 1.1)),
         ),
-        "haar+multi02": _pipe(detector=det(**base), consistency_gate=0.02),
-        "haar+multi03": _pipe(detector=det(**base), consistency_gate=0.03),
-        "haar+last40+multi02": _pipe(detector=det(**base, last_resort_min_face=40), consistency_gate=0.02),
+        "haar+multi02": _pipe(detector=det(), consistency_gate=0.02),
+        "haar+multi03": _pipe(detector=det(), consistency_gate=0.03),
+        "haar+last40+multi02": _pipe(detector=det(last_resort_min_face=40), consistency_gate=0.02),
         "haar+last40+multi02+round": _pipe(
-            detector=det(**base, last_resort_min_face=40), consistency_gate=0.02, round_landmarks=True
+            detector=det(last_resort_min_face=40), consistency_gate=0.02, round_landmarks=True
         ),
         # dlib's CNN detector (face_pipeline.mmod): when Haar finds nothing (no Haar last resort) ...
-        "haar+multi02+mmodfb": _mmod(detector=det(**base), consistency_gate=0.02),
+        "haar+multi02+mmodfb": _mmod(detector=det(), consistency_gate=0.02),
         # ... and also when the landmarks from the Haar box are inconsistent
-        "haar+multi02+mmodinc": _mmod(
-            detector=det(**base), consistency_gate=0.02, mmod_policy="inconsistent"
+        "haar+multi02+mmodinc": _mmod(detector=det(), consistency_gate=0.02, mmod_policy="inconsistent"),
+        "haar+multi02+mmodinc+round": _mmod(
+            detector=det(), consistency_gate=0.02, mmod_policy="inconsistent", round_landmarks=True
+        ),
+        # Haar searched for faces >= 80 px (half the cost on a 640x480 frame)
+        "haar80+multi02+mmodinc": _mmod(
+            detector=det(min_face=80), consistency_gate=0.02, mmod_policy="inconsistent"
         ),
         "haar+last40+multi02+mmodinc": _mmod(
-            detector=det(**base, last_resort_min_face=40), consistency_gate=0.02, mmod_policy="inconsistent"
+            detector=det(last_resort_min_face=40), consistency_gate=0.02, mmod_policy="inconsistent"
         ),
         # ... or re-detect every Haar candidate with the CNN (dlib-native boxes everywhere)
-        "haar+mmodall": _mmod(detector=det(**base), consistency_gate=0.0, mmod_policy="always"),
+        "haar+mmodall": _mmod(detector=det(), consistency_gate=0.0, mmod_policy="always"),
     }
 
 
