@@ -211,6 +211,29 @@ class EmbeddingCache:
         tmp.replace(self.path)
 
 
+def time_variants(names: list[str], table: dict[str, Callable[[], Any]], images: list[Path]) -> int:
+    pipes = {n: table[n]() for n in names}
+    data = [p.read_bytes() for p in images]
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for n in names:  # warm-up (graph tracing, lazy loading)
+        rgb = decode_image(data[0])
+        pipes[n].faces(rgb)
+    for blob in data:
+        for n in names:
+            t0 = time.perf_counter()
+            rgb = decode_image(blob)
+            choose_face(pipes[n].faces(rgb), rgb.shape)
+            times[n].append((time.perf_counter() - t0) * 1000.0)
+    print(
+        f"ms per image (decode + faces + choose_face) over {len(images)} LFW images; load {os.getloadavg()}"
+    )
+    for n in names:
+        t = np.array(times[n])
+        p95 = np.percentile(t, 95)
+        print(f"{n:34s} median {np.median(t):6.2f}  mean {t.mean():6.2f}  p95 {p95:6.2f}  max {t.max():7.2f}")
+    return 0
+
+
 def parse_folds(spec: str | None) -> set[int] | None:
     if not spec:
         return None
@@ -231,6 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--show-bad", type=int, default=0, help="print the N worst matched pairs")
     ap.add_argument("--threads", type=int, default=2, help="TF intra-op threads")
+    ap.add_argument(
+        "--time-only",
+        type=int,
+        default=0,
+        metavar="N",
+        help="no accuracy: time decode + faces() + choose_face on the first N images, variants interleaved "
+        "image by image so they see the same machine load",
+    )
     args = ap.parse_args(argv)
 
     table = _variant_table()
@@ -255,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     ri = np.array([index[p.right] for p in pairs])
     labels = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
+    if args.time_only:
+        return time_variants(args.variants, table, images[: args.time_only])
     cache = EmbeddingCache(args.model)
     print(f"{len(pairs)} pairs, {len(images)} images, folds {sorted(set(folds.tolist()))}")
     head = f"{'variant':34s} {'accuracy':>16s} {'noface':>6s} {'badmatch':>8s} {'FA':>4s}"
