@@ -113,3 +113,14 @@ class DlibReader:
             raise DlibFormatError(f"alias_tensor version {version} at offset {self.pos}, expected 1")
         n, k, rows, cols = (self.read_int() for _ in range(4))
         return n, k, rows, cols
+
+    def skip_layer_training_state(self, *, bottom: bool) -> None:
+        """Skip what dlib's add_layer writes after each layer's details for training only: three
+        flags, three (usually empty) gradient/cache tensors and, for the bottom layer, the sample
+        expansion factor. Inference needs none of it."""
+        for _ in range(3):
+            self.read_bool()
+        for _ in range(3):
+            self.read_dnn_tensor()
+        if bottom:
+            self.read_int()

@@ -177,16 +177,6 @@ def _read_bn_as_affine(reader: DlibReader) -> tuple[np.ndarray, np.ndarray]:
     return scale, (beta - scale * running_means).astype(np.float32)
 
 
-def _skip_add_layer_state(reader: DlibReader, *, bottom: bool) -> None:
-    """dlib's add_layer writes three flags and three (empty) training tensors after each layer,
-    plus the sample expansion factor for the bottom one."""
-    for _ in range(3):
-        reader.read_bool()
-    for _ in range(3):
-        reader.read_dnn_tensor()
-    if bottom:
-        reader.read_int()
-
 
 def load_mmod_weights(path: str | Path | None = None) -> MMODWeights:
     """Parse dlib's serialized ``loss_mmod`` network (options, input layer, conv/bn/relu layers).
@@ -237,7 +227,7 @@ def load_mmod_weights(path: str | Path | None = None) -> MMODWeights:
             convs[-1] = MMODConv(convs[-1].kernel, convs[-1].bias, convs[-1].stride, convs[-1].padding, True)
         else:
             raise DlibFormatError(f"unsupported dlib layer {name!r}")
-        _skip_add_layer_state(reader, bottom=index == 0)
+        reader.skip_layer_training_state(bottom=index == 0)
     if pending is not None:
         convs.append(_as_conv(pending, None, relu=False))
     if reader.remaining:

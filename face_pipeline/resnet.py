@@ -175,17 +175,6 @@ def _read_details(reader: DlibReader) -> DlibLayer:
     return _DETAIL_READERS[name](reader)
 
 
-def _skip_add_layer_state(reader: DlibReader, *, bottom: bool) -> None:
-    """Training state that dlib's add_layer writes after each layer's details: three flags, the
-    x_grad / cached_output / params_grad (or grad_final) tensors and, at the bottom, the sample
-    expansion factor."""
-    for _ in range(3):
-        reader.read_bool()
-    for _ in range(3):
-        reader.read_dnn_tensor()
-    if bottom:
-        reader.read_int()
-
 
 def load_dlib_resnet_weights(path: str | Path | None = None) -> DlibResnetWeights:
     """Parse dlib's serialized ``loss_metric`` network into numpy arrays, in forward order.
@@ -214,13 +203,13 @@ def load_dlib_resnet_weights(path: str | Path | None = None) -> DlibResnetWeight
         raise DlibFormatError(f"non-square input {rows}x{cols}")
 
     forward = [_read_details(reader)]
-    _skip_add_layer_state(reader, bottom=True)
+    reader.skip_layer_training_state(bottom=True)
     for version in reversed(wrappers):
         if version == 1:
             forward.append(DlibLayer("tag"))
         else:
             forward.append(_read_details(reader))
-            _skip_add_layer_state(reader, bottom=False)
+            reader.skip_layer_training_state(bottom=False)
     if reader.remaining:
         raise DlibFormatError(f"{reader.remaining} unread bytes at the end of the file")
     return DlibResnetWeights(mean, rows, margin, threshold, tuple(forward))
