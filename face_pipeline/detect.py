@@ -104,7 +104,8 @@ class DetectorConfig:
     last_resort_min_neighbors: int = 3
 
 
-def _cascade_dir() -> Path:
+def cascade_dir() -> Path:
+    """Where opencv-python-headless 4.x installs its Haar cascade files (5.x ships none)."""
     return Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
 
 
@@ -117,7 +118,7 @@ class FaceDetector:
     ) -> None:
         self.config = config or DetectorConfig()
         self.calibration = dict(calibration or CALIBRATION)
-        self._paths = {name: str(_cascade_dir() / f) for name, f in CASCADE_FILES.items()}
+        self._paths = {name: str(cascade_dir() / f) for name, f in CASCADE_FILES.items()}
         for name, path in self._paths.items():
             if cv2.CascadeClassifier(path).empty():
                 raise FileNotFoundError(f"cannot load Haar cascade {name!r} from {path}")

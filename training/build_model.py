@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 RELEASE_HEAD = Path(__file__).resolve().parent / "release" / "release_head.json"
-RELEASE_VERSION = "2026.11.0"
+RELEASE_VERSION = "2026.11.1"
 DEFAULT_OUT = Path("models/release")
 
 
@@ -25,6 +25,7 @@ def _provenance(extra_files: list[tuple[Path, str, str]]) -> list[dict[str, str]
     for name, what in (
         ("dlib_face_recognition_resnet_model_v1.dat", "dlib ResNet face descriptor (tower weights)"),
         ("shape_predictor_5_face_landmarks.dat", "dlib 5-point landmarks (alignment, face_pipeline)"),
+        ("mmod_human_face_detector.dat", "dlib CNN face detector (face_pipeline.mmod)"),
     ):
         path = model_path(name)
         rows.append(
@@ -34,6 +35,20 @@ def _provenance(extra_files: list[tuple[Path, str, str]]) -> list[dict[str, str]
                 "role": what,
                 "source": "face-recognition-models 0.3.0 (PyPI), from dlib-models by Davis King",
                 "license": "public domain (CC0)",
+            }
+        )
+    import cv2
+
+    from face_pipeline.detect import CASCADE_FILES, cascade_dir
+
+    for cascade in (cascade_dir() / name for name in CASCADE_FILES.values()):
+        rows.append(
+            {
+                "file": cascade.name,
+                "sha256": sha256_of(cascade),
+                "role": "OpenCV Haar face cascade (face_pipeline.detect candidates)",
+                "source": f"opencv-python-headless {cv2.__version__} (PyPI)",
+                "license": "Intel License Agreement (BSD-style), shipped with OpenCV",
             }
         )
     for path, role, source in extra_files:
