@@ -11,7 +11,6 @@ and the README use; the image runs as non-root and its HEALTHCHECK really tells 
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import json
 import re
 import shlex
@@ -140,10 +139,6 @@ def cli_parses(argv: list[str]) -> bool:
     """Does the real `faceverify` parser accept this command line (without running it)?"""
     from service.cli import build_parser
 
-    owners = {"serve": "service.commands", "db": "service.commands", "export": "training.cli"}
-    owner = owners.get(argv[0])
-    if owner and importlib.util.find_spec(owner) is None:
-        pytest.skip(f"{owner} has not landed yet, cannot check `faceverify {' '.join(argv)}`")
     try:
         build_parser().parse_args(argv)
     except SystemExit:

@@ -9,61 +9,22 @@ other, and a deletion through one is a 404 through the other.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from live_server import FACEVERIFY, LiveService, release_model_dir, start_service, stop_service, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = REPO.parent / "shared" / "data" / "frames" / "short_hamilton_clip" / "frames"
-FACEVERIFY = Path(sys.executable).parent / "faceverify"
-RELEASE_MODEL = REPO / "models" / "release"
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def model_dir() -> Path:
-    """$FACEVERIFY_TEST_MODEL_DIR or the release model, exported with the README command if missing."""
-    override = os.environ.get("FACEVERIFY_TEST_MODEL_DIR")
-    if override:
-        return Path(override)
-    if not (RELEASE_MODEL / "saved_model.pb").is_file():
-        staging = RELEASE_MODEL.parent / f".release-staging-{os.getpid()}"
-        result = subprocess.run(
-            [str(FACEVERIFY), "export", "--release", "--out", str(staging)],
-            capture_output=True, text=True, timeout=900, cwd=REPO,
-        )  # fmt: skip
-        assert result.returncode == 0, f"release model export failed:\n{result.stdout}\n{result.stderr}"
-        if not (RELEASE_MODEL / "saved_model.pb").is_file():
-            staging.rename(RELEASE_MODEL)
-    return RELEASE_MODEL
-
-
-def waiting_for() -> str | None:
-    """While the project is being assembled: the part this test still waits for, if any."""
-    if importlib.util.find_spec("face_pipeline.pipeline") is None:
-        return "face_pipeline.pipeline has not landed yet: the service cannot load its pipeline"
-    have_model = os.environ.get("FACEVERIFY_TEST_MODEL_DIR") or (RELEASE_MODEL / "saved_model.pb").is_file()
-    if not have_model and not (REPO / "training" / "release" / "release_head.json").is_file():
-        return "no release model: training/release/release_head.json has not been committed yet"
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -83,64 +44,19 @@ def database_url() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@dataclass
-class Replica:
-    name: str
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-def start_replica(name: str, env: dict[str, str], tmp: Path) -> Replica:
-    port = free_port()
-    log = tmp / f"{name}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(FACEVERIFY), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=tmp,
-        )  # fmt: skip
-    return Replica(name, f"http://127.0.0.1:{port}", process, log)
-
-
-def wait_ready(replica: Replica, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if replica.process.poll() is not None:
-            raise AssertionError(f"{replica.name} exited:\n{replica.log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{replica.url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{replica.name} not ready in time:\n{replica.log.read_text()[-4000:]}")
-
-
-def stop(replica: Replica) -> None:
-    if replica.process.poll() is None:
-        replica.process.send_signal(signal.SIGINT)
-        try:
-            replica.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            replica.process.kill()
-            replica.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def replicas(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Replica, Replica, Path]]:
+) -> Iterator[tuple[LiveService, LiveService, Path]]:
     if not FRAMES.is_dir():
         pytest.skip(f"real frames not found at {FRAMES} (../shared/data relative to the repo)")
-    reason = waiting_for()
-    if reason:
-        pytest.skip(reason)
     tmp = tmp_path_factory.mktemp("replicas")
     data_dir = tmp / "shared-data"
     env = {
         **os.environ,
         "FACEVERIFY_DATABASE_URL": database_url,
         "FACEVERIFY_DATA_DIR": str(data_dir),
-        "FACEVERIFY_MODEL_DIR": str(model_dir()),
+        "FACEVERIFY_MODEL_DIR": str(release_model_dir()),
         "FACEVERIFY_MIGRATE_ON_STARTUP": "false",
         "FACEVERIFY_TF_THREADS": "1",
     }
@@ -148,15 +64,15 @@ def replicas(
         [str(FACEVERIFY), "db", "upgrade"], capture_output=True, text=True, env=env, timeout=120, cwd=tmp
     )
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-    first, second = start_replica("replica-a", env, tmp), start_replica("replica-b", env, tmp)
+    first, second = start_service(tmp, env, "replica-a"), start_service(tmp, env, "replica-b")
     try:
         deadline = time.monotonic() + 240
         wait_ready(first, deadline)
         wait_ready(second, deadline)
         yield first, second, data_dir
     finally:
-        stop(first)
-        stop(second)
+        stop_service(first)
+        stop_service(second)
 
 
 def upload(name: str) -> tuple[str, bytes, str]:
@@ -167,7 +83,9 @@ def stored_files(data_dir: Path) -> set[Path]:
     return {p for p in data_dir.rglob("*") if p.is_file() and p.suffix != ".db"}
 
 
-def test_enrol_on_one_replica_verify_and_delete_on_the_other(replicas: tuple[Replica, Replica, Path]) -> None:
+def test_enrol_on_one_replica_verify_and_delete_on_the_other(
+    replicas: tuple[LiveService, LiveService, Path],
+) -> None:
     a, b, data_dir = replicas
     assert a.process.pid != b.process.pid and a.url != b.url
 
@@ -182,7 +100,7 @@ def test_enrol_on_one_replica_verify_and_delete_on_the_other(replicas: tuple[Rep
     files_after_enrol = stored_files(data_dir)
     assert files_after_enrol, "replica A stored no image file in the shared data directory"
 
-    # Replica B never saw the enrolment request: it must find the user through the database alone.
+    # LiveService B never saw the enrolment request: it must find the user through the database alone.
     verified = httpx.post(
         f"{b.url}/verify",
         data={"user_id": "performer"},
@@ -223,14 +141,16 @@ def test_enrol_on_one_replica_verify_and_delete_on_the_other(replicas: tuple[Rep
     assert not (stored_files(data_dir) & files_after_enrol)
 
 
-def test_both_replicas_enrol_concurrently_into_one_database(replicas: tuple[Replica, Replica, Path]) -> None:
+def test_both_replicas_enrol_concurrently_into_one_database(
+    replicas: tuple[LiveService, LiveService, Path],
+) -> None:
     """Simultaneous enrolments of two users through the two replicas both land, and each replica sees
     both users (no per-process cache of the user table)."""
     import concurrent.futures
 
     a, b, _ = replicas
 
-    def enrol(replica: Replica, user: str, frames: tuple[int, ...]) -> httpx.Response:
+    def enrol(replica: LiveService, user: str, frames: tuple[int, ...]) -> httpx.Response:
         return httpx.post(
             f"{replica.url}/enroll",
             data={"user_id": user},

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from live_server import (
+    FACEVERIFY,
+    LiveService,
+    free_port,
+    release_model_dir,
+    start_service,
+    stop_service,
+    wait_ready,
+)
 
 from clients import webcam
 from clients.webcam import (
@@ -46,12 +54,6 @@ FRAMES = REPO.parent / "shared" / "data" / "frames" / "short_hamilton_clip" / "f
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -404,105 +406,10 @@ def test_faceverify_cli_exposes_the_webcam_modes() -> None:
 
 # ------------------------------------------------------------------------------ live service, real frames
 
-FACEVERIFY = Path(sys.executable).parent / "faceverify"
-RELEASE_MODEL = REPO / "models" / "release"  # where `make release-model` puts it (git-ignored)
-
-
-def release_model_dir() -> Path:
-    """The real served model: $FACEVERIFY_TEST_MODEL_DIR, else the repo's models/release, built once
-    with the README's command (into a temporary folder first, so an interrupted export leaves nothing)."""
-    override = os.environ.get("FACEVERIFY_TEST_MODEL_DIR")
-    if override:
-        return Path(override)
-    if (RELEASE_MODEL / "saved_model.pb").is_file():
-        return RELEASE_MODEL
-    staging = RELEASE_MODEL.parent / f".release-staging-{os.getpid()}"
-    result = subprocess.run(
-        [str(FACEVERIFY), "export", "--release", "--out", str(staging)],
-        capture_output=True, text=True, timeout=900, cwd=REPO,
-    )  # fmt: skip
-    assert result.returncode == 0, f"release model export failed:\n{result.stdout}\n{result.stderr}"
-    if not (RELEASE_MODEL / "saved_model.pb").is_file():  # another process may have won the race
-        staging.rename(RELEASE_MODEL)
-    return RELEASE_MODEL
-
-
-def service_available() -> bool:
-    """Is `faceverify serve` registered (service/commands.py landed)? Parsing runs nothing."""
-    from service.cli import build_parser
-
-    try:
-        build_parser().parse_args(["serve"])
-    except SystemExit:
-        return False
-    return True
-
-
-def missing_parts() -> str | None:
-    """While the project is being assembled: which part the live tests still wait for, if any."""
-    import importlib.util
-
-    if not service_available():
-        return "`faceverify serve` is not registered yet (service/commands.py has not landed)"
-    if importlib.util.find_spec("face_pipeline.pipeline") is None:
-        return "face_pipeline.pipeline has not landed yet: the service cannot load its pipeline"
-    release_head = REPO / "training" / "release" / "release_head.json"
-    have_model = os.environ.get("FACEVERIFY_TEST_MODEL_DIR") or (RELEASE_MODEL / "saved_model.pb").is_file()
-    if not have_model and not release_head.is_file():
-        return f"no release model: {release_head.relative_to(REPO)} has not been committed yet"
-    return None
-
-
-@dataclass
-class LiveService:
-    url: str
-    log: Path
-    process: subprocess.Popen[bytes]
-
-
-def start_service(tmp: Path, env_extra: dict[str, str], name: str = "api") -> LiveService:
-    """`faceverify serve` in its own process on a free loopback port; waits for GET /ready."""
-    import httpx
-
-    port = free_port()
-    env = {**os.environ, "FACEVERIFY_TF_THREADS": "1", **env_extra}
-    log = tmp / f"{name}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(FACEVERIFY), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=tmp,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"service exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return LiveService(url, log, process)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    process.terminate()
-    raise AssertionError(f"service not ready within 240 s:\n{log.read_text()[-4000:]}")
-
-
-def stop_service(service: LiveService) -> None:
-    service.process.send_signal(signal.SIGINT)
-    try:
-        service.process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        service.process.kill()
-        service.process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     if not FRAMES.is_dir():
         pytest.skip(f"real frames not found at {FRAMES} (../shared/data relative to the repo)")
-    missing = missing_parts()
-    if missing:
-        pytest.skip(missing)
     tmp = tmp_path_factory.mktemp("live")
     service = start_service(
         tmp,
@@ -512,6 +419,7 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
             "FACEVERIFY_MODEL_DIR": str(release_model_dir()),
         },
     )
+    wait_ready(service)
     try:
         yield service
     finally:
