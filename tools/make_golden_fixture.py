@@ -17,13 +17,16 @@ on exactly the same pixels, without dlib.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
+import sys
 from pathlib import Path
 
 import dlib
 import numpy as np
 from PIL import Image
+
+# face_pipeline.weights uses the standard library only, so this dlib-only environment can import it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from face_pipeline.weights import models_dir, sha256_of  # noqa: E402
 
 DEFAULT_IMAGES = (
     "Colin_Powell/Colin_Powell_0001.jpg",
@@ -31,18 +34,6 @@ DEFAULT_IMAGES = (
     "Serena_Williams/Serena_Williams_0001.jpg",
     "Serena_Williams/Serena_Williams_0002.jpg",
 )
-
-
-def models_dir() -> Path:
-    """face-recognition-models' data folder, found without importing it (it needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("face_recognition_models is not installed in this environment")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def main() -> None:

@@ -22,15 +22,18 @@ deterministic sample), instead of the fixed fixture list.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.util
 import json
+import sys
 import time
 from pathlib import Path
 
 import dlib
 import numpy as np
 from PIL import Image
+
+# face_pipeline.weights uses the standard library only, so this dlib-only environment can import it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from face_pipeline.weights import models_dir, sha256_of  # noqa: E402
 
 #: The fixture images: five single-face LFW images, two LFW images with two faces, one video frame.
 FIXTURE_IMAGES = (
@@ -43,18 +46,6 @@ FIXTURE_IMAGES = (
     "lfw/images/Anna_Jones/Anna_Jones_0001.jpg",
     "frames/short_hamilton_clip/frames/frame_0180.jpg",
 )
-
-
-def models_dir() -> Path:
-    """face-recognition-models' data folder, found without importing it (it needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("face_recognition_models is not installed in this environment")
-    return Path(list(spec.submodule_search_locations)[0]) / "models"
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def lfw_sample(data: Path, count: int) -> list[str]:
