@@ -98,8 +98,8 @@ def main() -> None:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
-    from face_pipeline.resnet import build_dlib_resnet, embedding_function
-    from face_pipeline.weights import model_path
+    from faceverify.resnet import build_dlib_resnet, embedding_function
+    from faceverify.weights import model_path
 
     with np.load(FIXTURE) as data:
         chip = data["chips"][:1].astype(np.float32)

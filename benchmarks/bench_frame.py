@@ -69,9 +69,9 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from face_pipeline.decode import decode_image
-    from face_pipeline.pipeline import PIPELINE_VERSION, FacePipeline
-    from face_pipeline.resnet import build_dlib_resnet, embedding_function
+    from faceverify.decode import decode_image
+    from faceverify.pipeline import PIPELINE_VERSION, FacePipeline
+    from faceverify.resnet import build_dlib_resnet, embedding_function
 
     pipeline = FacePipeline()
     served = tf.saved_model.load(str(args.model_dir))

@@ -1,4 +1,4 @@
-"""Benchmark the TensorFlow port of dlib's MMOD CNN face detector (``face_pipeline/mmod.py``).
+"""Benchmark the TensorFlow port of dlib's MMOD CNN face detector (``faceverify/mmod.py``).
 
     .venv/bin/python benchmarks/bench_mmod.py [--repeats 20] [--reference /tmp/mmod_dlib_lfw300.json] \
         [--out benchmarks/results/mmod.txt]
@@ -34,7 +34,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from face_pipeline.mmod import MMODDetector, box_iou  # noqa: E402
+from faceverify.mmod import MMODDetector, box_iou  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 LFW_IMAGE = "lfw/images/Colin_Powell/Colin_Powell_0001.jpg"
@@ -140,7 +140,7 @@ def main() -> None:
 
     load1 = os.getloadavg()[0]
     lines = [
-        f"face_pipeline.mmod benchmark, {dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}, "
+        f"faceverify.mmod benchmark, {dt.datetime.now(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}, "
         f"{cpu_model()}, nproc {os.cpu_count()}, load avg at start {load1:.1f} "
         "(shared machine: timings are noisy)",
         f"$ .venv/bin/python benchmarks/bench_mmod.py --repeats {args.repeats}"

@@ -33,10 +33,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from face_pipeline.align import extract_face_chip  # noqa: E402
-from face_pipeline.decode import decode_image  # noqa: E402
-from face_pipeline.landmarks import rgb_to_dlib_gray  # noqa: E402
-from face_pipeline.pipeline import PIPELINE_VERSION, FacePipeline, box_from_landmarks  # noqa: E402
+from faceverify.align import extract_face_chip  # noqa: E402
+from faceverify.decode import decode_image  # noqa: E402
+from faceverify.landmarks import rgb_to_dlib_gray  # noqa: E402
+from faceverify.pipeline import PIPELINE_VERSION, FacePipeline, box_from_landmarks  # noqa: E402
 
 DATA = ROOT / ".." / "shared" / "data"
 
@@ -103,7 +103,7 @@ def main() -> None:
         "--mmod",
         choices=("default", "off", "fallback", "inconsistent", "always"),
         default="default",
-        help="dlib's CNN detector (face_pipeline.mmod) in FacePipeline: its default use, none, or a policy",
+        help="dlib's CNN detector (faceverify.mmod) in FacePipeline: its default use, none, or a policy",
     )
     args = ap.parse_args()
 
@@ -113,7 +113,7 @@ def main() -> None:
     elif args.mmod == "off":
         pipe = FacePipeline(mmod=None)
     else:
-        from face_pipeline.mmod import MMODDetector
+        from faceverify.mmod import MMODDetector
 
         pipe = FacePipeline(mmod=MMODDetector(), mmod_policy=args.mmod)
     load_s = time.perf_counter() - t0
@@ -141,7 +141,7 @@ def main() -> None:
             per_image.setdefault(k, []).append(v)
 
     lines = [
-        "face_pipeline benchmark (benchmarks/bench_pipeline.py)",
+        "faceverify benchmark (benchmarks/bench_pipeline.py)",
         f"date: {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}",
         f"cpu: {cpu_model()}; nproc: {os.cpu_count()}; OpenCV threads: {cv2.getNumThreads()}",
         f"load average at the end (1/5/15 min): {' '.join(f'{v:.2f}' for v in os.getloadavg())}"

@@ -128,8 +128,8 @@ class NaiveVerifier:
     def __init__(self, model_dir: Path):
         import tensorflow as tf
 
-        from face_pipeline.decode import decode_image
-        from face_pipeline.pipeline import FacePipeline
+        from faceverify.decode import decode_image
+        from faceverify.pipeline import FacePipeline
 
         self._tf = tf
         self._decode = decode_image

@@ -115,7 +115,7 @@ class FaceEngine:
         self._embed = loaded.signatures["embed"]
         self._score = loaded.signatures["score"]
         if pipeline is None:
-            from face_pipeline.pipeline import FacePipeline
+            from faceverify.pipeline import FacePipeline
 
             pipeline = cast(FacePipelineLike, FacePipeline())
         self._pipeline: FacePipelineLike = pipeline

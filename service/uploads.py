@@ -1,7 +1,7 @@
 """Reading and decoding uploaded images with the service's limits.
 
 Uploads are read with a cap (never more than `max_bytes + 1` bytes from the spooled file), then
-decoded by `face_pipeline.decode` (EXIF orientation honoured, pixel-count limit against
+decoded by `faceverify.decode` (EXIF orientation honoured, pixel-count limit against
 decompression bombs). Failures become a reason code, never an exception escaping as a 500.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from fastapi import UploadFile
 
-from face_pipeline.decode import ImageDecodeError, decode_image
+from faceverify.decode import ImageDecodeError, decode_image
 
 # Reasons that mean "too big" map to 413; every other rejection is 422.
 TOO_BIG_REASONS = frozenset({"too_large", "too_many_pixels"})

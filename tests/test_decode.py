@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from face_pipeline.decode import ImageDecodeError, decode_image
+from faceverify.decode import ImageDecodeError, decode_image
 
 LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw"
 SAMPLE = LFW / "images" / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"

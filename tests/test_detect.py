@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from face_pipeline.decode import decode_image
-from face_pipeline.detect import FaceDetector
-from face_pipeline.pipeline import DetectedFace, FacePipeline
+from faceverify.decode import decode_image
+from faceverify.detect import FaceDetector
+from faceverify.pipeline import DetectedFace, FacePipeline
 
 DATA = Path(__file__).resolve().parent / "data"
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from face_pipeline.align import CHIP_SIZE, TEMPLATE_5, extract_face_chip, pyramid_down_2
-from face_pipeline.decode import decode_image
-from face_pipeline.landmarks import ShapePredictor, load_shape_predictor, rgb_to_dlib_gray
+from faceverify.align import CHIP_SIZE, TEMPLATE_5, extract_face_chip, pyramid_down_2
+from faceverify.decode import decode_image
+from faceverify.landmarks import ShapePredictor, load_shape_predictor, rgb_to_dlib_gray
 
 DATA = Path(__file__).resolve().parent / "data"
 LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw"
@@ -144,7 +144,7 @@ def test_pyramid_down_matches_the_separable_binomial_filter() -> None:
 
 
 def test_load_rejects_a_corrupt_file(tmp_path: Path) -> None:
-    from face_pipeline.landmarks import default_model_path
+    from faceverify.landmarks import default_model_path
 
     data = default_model_path().read_bytes()
     cut = tmp_path / "cut.dat"

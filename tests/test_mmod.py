@@ -1,4 +1,4 @@
-"""dlib's MMOD CNN face detector on TensorFlow (``face_pipeline/mmod.py``) against dlib itself.
+"""dlib's MMOD CNN face detector on TensorFlow (``faceverify/mmod.py``) against dlib itself.
 
 ``tests/fixtures/mmod_dlib_detections.json`` holds the boxes and confidences that dlib 20.0.1's
 ``cnn_face_detection_model_v1(...)(rgb, 0)`` gave on eight real images (see
@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from face_pipeline.dlib_serial import DlibFormatError
-from face_pipeline.mmod import (
+from faceverify.dlib_serial import DlibFormatError
+from faceverify.mmod import (
     MODEL_FILE,
     MMODDetector,
     box_iou,
@@ -27,7 +27,7 @@ from face_pipeline.mmod import (
     resize_bilinear_align_corners,
     tile_layout,
 )
-from face_pipeline.weights import model_path
+from faceverify.weights import model_path
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mmod_dlib_detections.json"
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

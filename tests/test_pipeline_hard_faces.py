@@ -3,7 +3,7 @@ made by tools/pipeline_dlib_reference.py with dlib's HOG detector + 5-point mode
 
 * offset Haar boxes (on the forehead/hair): v1's landmarks landed on the eyebrows, > 1 eye distance
   off; the consistency-gated alternative starts must bring them back;
-* Haar misses: v1 found nothing; the last-resort Haar pass, or dlib's CNN (face_pipeline.mmod)
+* Haar misses: v1 found nothing; the last-resort Haar pass, or dlib's CNN (faceverify.mmod)
   when it is plugged in, must find the face and align it like dlib.
 
 Each case first checks that the v1 behaviour really fails on it, so the fixture keeps testing what
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from face_pipeline.decode import decode_image
-from face_pipeline.detect import DetectorConfig, FaceDetector
-from face_pipeline.pipeline import FacePipeline
+from faceverify.decode import decode_image
+from faceverify.detect import DetectorConfig, FaceDetector
+from faceverify.pipeline import FacePipeline
 
 DATA = Path(__file__).resolve().parent / "data"
 LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw"

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from face_pipeline.dlib_serial import DlibFormatError, DlibReader
-from face_pipeline.resnet import (
+from faceverify.dlib_serial import DlibFormatError, DlibReader
+from faceverify.resnet import (
     DLIB_DISTANCE_THRESHOLD,
     GROUPS,
     MODEL_FILE,
@@ -27,7 +27,7 @@ from face_pipeline.resnet import (
     load_dlib_resnet_weights,
     set_trainable_stages,
 )
-from face_pipeline.weights import ModelFileNotFoundError, model_path, sha256_of
+from faceverify.weights import ModelFileNotFoundError, model_path, sha256_of
 
 FIXTURE = Path(__file__).parent / "fixtures" / "dlib_resnet_golden.npz"
 DLIB_PARAM_COUNT = 5_614_592  # conv filters + biases, affine scales + shifts, fc weights

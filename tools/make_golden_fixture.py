@@ -24,9 +24,9 @@ import dlib
 import numpy as np
 from PIL import Image
 
-# face_pipeline.weights uses the standard library only, so this dlib-only environment can import it.
+# faceverify.weights uses the standard library only, so this dlib-only environment can import it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from face_pipeline.weights import models_dir, sha256_of  # noqa: E402
+from faceverify.weights import models_dir, sha256_of  # noqa: E402
 
 DEFAULT_IMAGES = (
     "Colin_Powell/Colin_Powell_0001.jpg",

@@ -1,4 +1,4 @@
-"""dlib's own CNN face detections, as reference data for ``face_pipeline/mmod.py``.
+"""dlib's own CNN face detections, as reference data for ``faceverify/mmod.py``.
 
 Run OFFLINE in a separate environment that has dlib (dlib is never a dependency of the project),
 from the repository root::
@@ -31,9 +31,9 @@ import dlib
 import numpy as np
 from PIL import Image
 
-# face_pipeline.weights uses the standard library only, so this dlib-only environment can import it.
+# faceverify.weights uses the standard library only, so this dlib-only environment can import it.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from face_pipeline.weights import models_dir, sha256_of  # noqa: E402
+from faceverify.weights import models_dir, sha256_of  # noqa: E402
 
 #: The fixture images: five single-face LFW images, two LFW images with two faces, one video frame.
 FIXTURE_IMAGES = (

@@ -1,4 +1,4 @@
-"""Fit the Haar-box -> dlib-box maps of ``face_pipeline.detect.CALIBRATION``.
+"""Fit the Haar-box -> dlib-box maps of ``faceverify.detect.CALIBRATION``.
 
 dlib's shape predictor expects rectangles like those of dlib's HOG detector. This tool runs each
 Haar cascade (with the detector's own settings) on LFW images for which dlib's HOG rectangles were
@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from face_pipeline.detect import CALIBRATION, BoxCalibration, FaceDetector  # noqa: E402
-from face_pipeline.landmarks import ShapePredictor, rgb_to_dlib_gray  # noqa: E402
+from faceverify.detect import CALIBRATION, BoxCalibration, FaceDetector  # noqa: E402
+from faceverify.landmarks import ShapePredictor, rgb_to_dlib_gray  # noqa: E402
 
 LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw"
 

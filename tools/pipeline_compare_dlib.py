@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from face_pipeline.align import extract_face_chip  # noqa: E402
-from face_pipeline.landmarks import ShapePredictor, rgb_to_dlib_gray  # noqa: E402
+from faceverify.align import extract_face_chip  # noqa: E402
+from faceverify.landmarks import ShapePredictor, rgb_to_dlib_gray  # noqa: E402
 
 LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw"
 

@@ -38,7 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from face_pipeline.decode import decode_image  # noqa: E402
+from faceverify.decode import decode_image  # noqa: E402
 from training.data import LFW_DIR, choose_face, read_pairs, unique_images  # noqa: E402
 from training.evaluate import NO_FACE_SCORE, fold_accuracies, protocol_metrics  # noqa: E402
 
@@ -50,7 +50,7 @@ def _pipe(**kwargs: Any) -> Callable[[], Any]:
     """A FacePipeline without dlib's CNN unless ``mmod`` is given ("default": the default one)."""
 
     def make() -> Any:
-        from face_pipeline.pipeline import FacePipeline
+        from faceverify.pipeline import FacePipeline
 
         return FacePipeline(**{"mmod": None, **kwargs})
 
@@ -59,8 +59,8 @@ def _pipe(**kwargs: Any) -> Callable[[], Any]:
 
 def _mmod(**kwargs: Any) -> Callable[[], Any]:
     def make() -> Any:
-        from face_pipeline.mmod import MMODDetector
-        from face_pipeline.pipeline import FacePipeline
+        from faceverify.mmod import MMODDetector
+        from faceverify.pipeline import FacePipeline
 
         return FacePipeline(mmod=MMODDetector(), **kwargs)
 
@@ -69,7 +69,7 @@ def _mmod(**kwargs: Any) -> Callable[[], Any]:
 
 def _variant_table() -> dict[str, Callable[[], Any]]:
     """name -> factory of an object with ``faces(rgb)``; names are cache keys, keep them stable."""
-    from face_pipeline.detect import DetectorConfig, FaceDetector
+    from faceverify.detect import DetectorConfig, FaceDetector
 
     # v1 detector settings, pinned so variant names keep their meaning when defaults change
     base: dict[str, Any] = {"min_face": 60, "last_resort_min_face": 0}
@@ -98,7 +98,7 @@ def _variant_table() -> dict[str, Callable[[], Any]]:
         "haar+last40+multi02+round": _pipe(
             detector=det(last_resort_min_face=40), consistency_gate=0.02, round_landmarks=True
         ),
-        # dlib's CNN detector (face_pipeline.mmod): when Haar finds nothing (no Haar last resort) ...
+        # dlib's CNN detector (faceverify.mmod): when Haar finds nothing (no Haar last resort) ...
         "haar+multi02+mmodfb": _mmod(detector=det(), consistency_gate=0.02),
         # ... and also when the landmarks from the Haar box are inconsistent
         "haar+multi02+mmodinc": _mmod(detector=det(), consistency_gate=0.02, mmod_policy="inconsistent"),
@@ -127,7 +127,7 @@ class Chips:
 def compute_chips(name: str, factory: Callable[[], Any], images: list[Path], recompute: bool) -> Chips:
     """Chips of ``images`` for one variant; images already in the variant's cache are not redone."""
     if name == "default":  # "default" changes meaning with the code: key its cache on the version
-        from face_pipeline.pipeline import PIPELINE_VERSION
+        from faceverify.pipeline import PIPELINE_VERSION
 
         name = f"default@{PIPELINE_VERSION}"
     out_dir = CACHE / name

@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from face_pipeline.decode import decode_image  # noqa: E402
-from face_pipeline.detect import DetectorConfig, FaceDetector  # noqa: E402
+from faceverify.decode import decode_image  # noqa: E402
+from faceverify.detect import DetectorConfig, FaceDetector  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 

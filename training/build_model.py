@@ -19,13 +19,13 @@ DEFAULT_OUT = Path("models/release")
 
 
 def _provenance(extra_files: list[tuple[Path, str, str]]) -> list[dict[str, str]]:
-    from face_pipeline.weights import model_path, sha256_of
+    from faceverify.weights import model_path, sha256_of
 
     rows = []
     for name, what in (
         ("dlib_face_recognition_resnet_model_v1.dat", "dlib ResNet face descriptor (tower weights)"),
-        ("shape_predictor_5_face_landmarks.dat", "dlib 5-point landmarks (alignment, face_pipeline)"),
-        ("mmod_human_face_detector.dat", "dlib CNN face detector (face_pipeline.mmod)"),
+        ("shape_predictor_5_face_landmarks.dat", "dlib 5-point landmarks (alignment, faceverify)"),
+        ("mmod_human_face_detector.dat", "dlib CNN face detector (faceverify.mmod)"),
     ):
         path = model_path(name)
         rows.append(
@@ -39,14 +39,14 @@ def _provenance(extra_files: list[tuple[Path, str, str]]) -> list[dict[str, str]
         )
     import cv2
 
-    from face_pipeline.detect import CASCADE_FILES, cascade_dir
+    from faceverify.detect import CASCADE_FILES, cascade_dir
 
     for cascade in (cascade_dir() / name for name in CASCADE_FILES.values()):
         rows.append(
             {
                 "file": cascade.name,
                 "sha256": sha256_of(cascade),
-                "role": "OpenCV Haar face cascade (face_pipeline.detect candidates)",
+                "role": "OpenCV Haar face cascade (faceverify.detect candidates)",
                 "source": f"opencv-python-headless {cv2.__version__} (PyPI)",
                 "license": "Intel License Agreement (BSD-style), shipped with OpenCV",
             }

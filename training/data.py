@@ -1,7 +1,7 @@
 """Training and evaluation data: LFW-layout folders, LFW pairs/people files, seeded pair generation,
 identity-disjoint splits, a team's own anchor/positive folders, an on-disk chip cache and augmentation.
 
-Every face goes through `face_pipeline` (the same detect/align code the service runs), so the model is
+Every face goes through `faceverify` (the same detect/align code the service runs), so the model is
 trained on exactly the crops it will see in production. A face that is not found is recorded as such
 (a `None` chip), never silently dropped: evaluation counts it as a failure.
 """
@@ -230,13 +230,13 @@ def default_cache_dir() -> Path:
 
 def pipeline_version() -> str:
     """Identify the detect/align code: its explicit version constant when it has one, else a hash of
-    the face_pipeline sources, so a change in cropping invalidates cached chips instead of silently
+    the faceverify sources, so a change in cropping invalidates cached chips instead of silently
     mixing two croppings."""
-    import face_pipeline
+    import faceverify
 
-    pkg = Path(face_pipeline.__file__).parent
+    pkg = Path(faceverify.__file__).parent
     try:
-        from face_pipeline import pipeline as fp
+        from faceverify import pipeline as fp
 
         explicit = getattr(fp, "PIPELINE_VERSION", None)
         if explicit:
@@ -292,7 +292,7 @@ class ChipCache:
     @property
     def pipeline(self) -> Any:
         if self._pipeline is None:
-            from face_pipeline.pipeline import FacePipeline
+            from faceverify.pipeline import FacePipeline
 
             self._pipeline = FacePipeline()
         return self._pipeline
@@ -337,7 +337,7 @@ class ChipCache:
 
 def detect_chip(data: bytes, pipeline: Any) -> np.ndarray | None:
     """decode -> detect -> align, exactly as the service does; None when no face is found."""
-    from face_pipeline.decode import decode_image
+    from faceverify.decode import decode_image
 
     rgb = decode_image(data)
     face = choose_face(pipeline.faces(rgb), rgb.shape)

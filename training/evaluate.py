@@ -201,7 +201,7 @@ def embed_images(paths: Sequence[Path], model: Any, pipeline: Any, progress: boo
     import tensorflow as tf
     from tqdm import tqdm
 
-    from face_pipeline.decode import decode_image
+    from faceverify.decode import decode_image
 
     embed = model.signatures["embed"]
 
@@ -260,7 +260,7 @@ def evaluate(
     if missing:
         raise FileNotFoundError(f"{len(missing)} images of the pairs file are missing, e.g. {missing[0]}")
     if pipeline is None:
-        from face_pipeline.pipeline import FacePipeline
+        from faceverify.pipeline import FacePipeline
 
         pipeline = FacePipeline()
     model = tf.saved_model.load(str(model_dir))

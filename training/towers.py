@@ -3,7 +3,7 @@
 - `koch`: the seed's from-scratch CNN (Koch et al. style), kept as the reference it was; fixed for
   Keras 3 (a single output tensor, not a one-element list) and fed the same 150x150 chip as every other
   tower, resized to its 100x100 input inside the model so serving needs no special case.
-- `dlib_resnet`: dlib's pretrained metric-learning ResNet rebuilt in Keras (face_pipeline.resnet),
+- `dlib_resnet`: dlib's pretrained metric-learning ResNet rebuilt in Keras (faceverify.resnet),
   frozen by default, optionally with its last stage unfrozen for fine-tuning.
 - `tiny`: a small random CNN for fast tests of the training mechanics.
 """
@@ -64,7 +64,7 @@ def build_tiny_tower(seed: int = 0, chip_size: int = CHIP_SIZE, embedding_dim: i
 def build_dlib_tower(fine_tune_stages: int = 0) -> keras.Model:
     """dlib's ResNet with its weights; `fine_tune_stages` > 0 unfreezes that many top stages (1 = the
     256-filter stage) plus the final projection, everything else stays frozen."""
-    from face_pipeline.resnet import build_dlib_resnet, set_trainable_stages
+    from faceverify.resnet import build_dlib_resnet, set_trainable_stages
 
     model = build_dlib_resnet()
     if fine_tune_stages > 0:

@@ -521,7 +521,7 @@ def head_record(
 def train(cfg: TrainConfig, pipeline: Any | None = None) -> dict[str, Any]:
     """Run the whole workflow; returns the held-out metrics (also in <run_dir>/metrics.json).
 
-    `pipeline`: a face_pipeline.FacePipeline to reuse (default: one is built when a chip is missing
+    `pipeline`: a faceverify.FacePipeline to reuse (default: one is built when a chip is missing
     from the cache)."""
     import tensorflow as tf
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from face_pipeline.pipeline import DetectedFace
+from faceverify.pipeline import DetectedFace
 from service.engine import select_enrolment_face, select_verify_face
 
 

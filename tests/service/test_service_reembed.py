@@ -58,6 +58,6 @@ def test_model_change_needs_reembed_then_verifies(
 
 
 def _rgb(data: bytes):
-    from face_pipeline.decode import decode_image
+    from faceverify.decode import decode_image
 
     return decode_image(data)

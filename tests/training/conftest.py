@@ -65,7 +65,7 @@ def tiny_pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline():  # type: ignore[no-untyped-def]
-    from face_pipeline.pipeline import FacePipeline
+    from faceverify.pipeline import FacePipeline
 
     return FacePipeline()
 

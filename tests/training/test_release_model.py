@@ -16,8 +16,8 @@ def test_release_model_builds_from_dlib_weights_and_the_committed_head(
     mini_lfw: Path,
     pipeline,  # type: ignore[no-untyped-def]
 ) -> None:
-    from face_pipeline.decode import decode_image
-    from face_pipeline.weights import model_path, sha256_of
+    from faceverify.decode import decode_image
+    from faceverify.weights import model_path, sha256_of
 
     head = json.loads(RELEASE_HEAD.read_text())
     out = export_release(tmp_path / "release")

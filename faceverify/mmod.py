@@ -8,7 +8,7 @@ dlib's own boxes and confidences in ``tests/test_mmod.py``).
 
 Usage::
 
-    from face_pipeline.mmod import MMODDetector
+    from faceverify.mmod import MMODDetector
     det = MMODDetector()                                   # parses the .dat once (~0.1 s)
     faces = det.detect(rgb, min_face=80)                   # [((x, y, w, h), score), ...] best first
     faces = det.detect_in_region(rgb, (x, y, w, h))        # refine one rough candidate box
@@ -70,8 +70,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from face_pipeline.dlib_serial import DlibFormatError, DlibReader
-from face_pipeline.weights import model_path
+from faceverify.dlib_serial import DlibFormatError, DlibReader
+from faceverify.weights import model_path
 
 MODEL_FILE = "mmod_human_face_detector.dat"
 

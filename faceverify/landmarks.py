@@ -4,7 +4,7 @@ ported to numpy.
 Why a port: dlib's ResNet was trained on chips aligned with *this* predictor, so reproducing its
 landmarks exactly is what keeps the embedding accurate, and it lets the project ship without dlib.
 The model file (``shape_predictor_5_face_landmarks.dat``, public domain) is read with
-:class:`face_pipeline.dlib_serial.DlibReader`.
+:class:`faceverify.dlib_serial.DlibReader`.
 
 Inference, as dlib does it (``dlib/image_processing/shape_predictor.h``):
 
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from face_pipeline.dlib_serial import DlibFormatError, DlibReader
-from face_pipeline.weights import model_path
+from faceverify.dlib_serial import DlibFormatError, DlibReader
+from faceverify.weights import model_path
 
 MODEL_FILE = "shape_predictor_5_face_landmarks.dat"
 

@@ -8,24 +8,24 @@ one OpenCV classifier per thread; the CNN's ``tf.function`` is read-only).
 
 Steps (defaults):
 
-1. :class:`~face_pipeline.detect.FaceDetector`: Haar cascades, boxes mapped to dlib-like
+1. :class:`~faceverify.detect.FaceDetector`: Haar cascades, boxes mapped to dlib-like
    rectangles (a few ms: the common path stays cheap).
-2. :class:`~face_pipeline.landmarks.ShapePredictor` (dlib's 5-point model, numpy port) in that
+2. :class:`~faceverify.landmarks.ShapePredictor` (dlib's 5-point model, numpy port) in that
    box, then the refinement (rebuild the box from the landmarks, predict again), then a
    consistency check: one more refinement must not move the points (> ``consistency_gate`` of
    their spread means they sit on the eyebrows/hair because the Haar box was offset).
-3. Only for an inconsistent face: dlib's CNN detector (:mod:`face_pipeline.mmod`) re-detects
+3. Only for an inconsistent face: dlib's CNN detector (:mod:`faceverify.mmod`) re-detects
    around the Haar box, and its dlib-native box (what the shape predictor was trained for) is
    used; if the CNN finds nothing there, the most consistent of a few shifted starting boxes
    (:data:`ALT_INITS`). Only when Haar finds no face at all: the CNN on the whole image (faces of
    at least ``mmod_min_face`` px; ``mmod_when_none=False`` skips that: on a 640x480 frame with
    no face it costs ~100+ ms).
-4. :func:`~face_pipeline.align.extract_face_chip` (dlib's chip, padding 0.25).
+4. :func:`~faceverify.align.extract_face_chip` (dlib's chip, padding 0.25).
 
 Measured with tools/pipeline_lfw_ab.py (LFW View 2, release model; results in
 benchmarks/results/pipeline_lfw_ab.txt): 97.45% for v1 (Haar + refinement) -> 98.90% with 1-3.
 Pass ``mmod=None`` for a Haar-only pipeline (no TensorFlow import); it then uses the Haar
-last-resort pass (:class:`~face_pipeline.detect.DetectorConfig`) for images with no face."""
+last-resort pass (:class:`~faceverify.detect.DetectorConfig`) for images with no face."""
 
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from face_pipeline.align import CHIP_PADDING, CHIP_SIZE, extract_face_chip
-from face_pipeline.detect import DetectorConfig, FaceBox, FaceDetector
-from face_pipeline.landmarks import ShapePredictor, rgb_to_dlib_gray
+from faceverify.align import CHIP_PADDING, CHIP_SIZE, extract_face_chip
+from faceverify.detect import DetectorConfig, FaceBox, FaceDetector
+from faceverify.landmarks import ShapePredictor, rgb_to_dlib_gray
 
 #: Identifies how chips are cut (detector settings + calibration, landmark model, alignment).
 #: Chip caches key on it (training/data.py): BUMP IT whenever any of these changes.
@@ -107,7 +107,7 @@ class FacePipeline:
         mmod_when_none: bool = True,
     ) -> None:
         if mmod == "default":
-            from face_pipeline.mmod import MMODDetector  # TensorFlow: imported only when used
+            from faceverify.mmod import MMODDetector  # TensorFlow: imported only when used
 
             mmod = MMODDetector()
         # With the CNN behind it, Haar only needs to find faces of >= 80 px (half its cost on a

@@ -38,8 +38,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
-from face_pipeline.dlib_serial import DlibFormatError, DlibReader
-from face_pipeline.weights import model_path
+from faceverify.dlib_serial import DlibFormatError, DlibReader
+from faceverify.weights import model_path
 
 MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 INPUT_SIZE = 150
