@@ -18,6 +18,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.config import Settings
+from service.domain_errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    TooLarge,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger("faceverify.service")
 
@@ -33,6 +44,26 @@ _STATUS_REASONS = {
     422: "invalid_request",
     503: "unavailable",
 }
+
+
+# The one place where a domain failure becomes an HTTP status (most specific class first).
+STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
+    (InvalidInput, 422),
+    (TooLarge, 413),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (TooManyRequests, 429),
+    (Unavailable, 503),
+)
+
+
+def status_of(exc: DomainError) -> int:
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 400
 
 
 class ApiError(Exception):
@@ -69,6 +100,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status_code, exc.reason, exc.detail)
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s is not None else None
+        return error_response(status_of(exc), exc.reason, exc.detail, headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
