@@ -122,8 +122,99 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_seed(args: argparse.Namespace) -> int:
+    from training.seed_experiment import SeedConfig, run_seed_experiment
+
+    _set_threads(args.threads)
+    cfg = SeedConfig(
+        frames_dir=Path(args.frames),
+        lfw=Path(args.lfw),
+        run_dir=Path(args.run_dir),
+        main_frames=(args.main_frames[0], args.main_frames[1]),
+        later_frames=(args.later_frames[0], args.later_frames[1]),
+        pairs_per_kind=args.pairs,
+        later_pairs_per_kind=args.later_pairs,
+        epochs=args.epochs,
+        time_budget_s=args.time_budget if args.time_budget > 0 else None,
+        learning_rate=args.lr,
+        tower=args.tower,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        progress=not args.quiet,
+        command="faceverify " + shlex.join(sys.argv[1:]),
+    )
+    report = run_seed_experiment(cfg)
+    for part in ("test", "later"):
+        m = report[part]
+        print(
+            f"{part}: {m['pairs']} pairs  precision {m['precision'] * 100:.1f}%  recall "
+            f"{m['recall'] * 100:.1f}%  accuracy {m['accuracy'] * 100:.1f}%  (tp {m['tp']} fp {m['fp']} "
+            f"fn {m['fn']} tn {m['tn']})"
+        )
+    t = report["training"]
+    print(
+        f"{t['epochs_run']} of {t['epochs_planned']} epochs in {t['seconds']:.0f} s"
+        f"{' (time budget)' if t['stopped_by_time_budget'] else ''}; "
+        f"report: {Path(args.run_dir) / 'report.json'}"
+    )
+    return 0
+
+
+def _register_train_seed(subparsers: Any, fmt: Any) -> None:
+    from training.seed_experiment import FRAMES_DIR
+
+    s = subparsers.add_parser(
+        "train-seed",
+        formatter_class=fmt,
+        help="the seed notebook's own experiment (one person's frames vs LFW strangers), reproduced",
+        description="Anchors and positives: the performer's frames of the shared clip (alternate frames), "
+        "cropped by the face pipeline; negatives: LFW View 1 people outside pairs.txt. The seed's recipe: "
+        "100x100, Koch CNN, L1 distance, Dense(1, sigmoid), BCE, Adam 1e-4, 70/30 split of the shuffled "
+        "pairs, batch 16; precision and recall at 0.5 on the test partition and on a later, disjoint "
+        "part of the clip. Writes report.json, history.csv, splits.json and the weights to --run-dir.",
+    )
+    s.add_argument("--frames", default=str(FRAMES_DIR), help="folder of frame_NNNN.jpg video frames")
+    s.add_argument("--lfw", default=str(LFW_DIR), help="LFW root (images/, people and pairs files)")
+    s.add_argument("--run-dir", default="runs/seed", help="output folder")
+    s.add_argument(
+        "--main-frames",
+        type=int,
+        nargs=2,
+        default=(108, 200),
+        metavar=("FIRST", "LAST"),
+        help="frames of anchors (even positions) and positives (odd positions), inclusive",
+    )
+    s.add_argument(
+        "--later-frames",
+        type=int,
+        nargs=2,
+        default=(201, 236),
+        metavar=("FIRST", "LAST"),
+        help="later, disjoint frames for the extra evaluation only",
+    )
+    s.add_argument("--pairs", type=int, default=300, help="positive pairs and as many negative pairs")
+    s.add_argument("--later-pairs", type=int, default=150, help="pairs per kind of the later evaluation")
+    s.add_argument("--epochs", type=int, default=50, help="epochs (the notebook's 50)")
+    s.add_argument(
+        "--time-budget",
+        type=float,
+        default=900.0,
+        help="stop after the epoch in which this many training seconds have passed (0 = no cap)",
+    )
+    s.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (the seed's)")
+    s.add_argument(
+        "--tower", choices=["koch", "tiny"], default="koch", help="koch = the seed's CNN; tiny for tests"
+    )
+    s.add_argument("--seed", type=int, default=0, help="seed of negatives, pairs, shuffles and init")
+    s.add_argument("--cache-dir", type=Path, default=None, help="chip cache (as for faceverify train)")
+    s.add_argument("--threads", type=int, default=2, help="TensorFlow CPU threads (0 = TF default)")
+    s.add_argument("--quiet", action="store_true", help="no progress output")
+    s.set_defaults(func=_train_seed)
+
+
 def register(subparsers: Any) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
+    _register_train_seed(subparsers, fmt)
 
     p = subparsers.add_parser(
         "train",
