@@ -6,9 +6,10 @@ accuracy"). This module rebuilds that recipe with data we have and the project's
 
 * anchors and positives: the performer's face-on frames of the shared Hamilton clip, cropped by
   `faceverify.pipeline.FacePipeline` (the service's detector + 5-point align); a small box tracker
-  keeps the performer's face and rejects frames where the only detection is something else (checked
-  by eye: frame 152 is a dark blob, 224 the microphone hand). Alternate frames are anchors and
-  positives, so the two sets never share a frame.
+  keeps the performer's face and rejects frames where every detection is something else (checked by
+  eye: in frames 152 and 224 the detector misses his face and finds only a patch of his jacket /
+  his microphone hand). Alternate frames are anchors and positives, so the two sets never share a
+  frame.
 * negatives: LFW faces (through the same pipeline, via the chip cache) of View 1 people who never
   appear in View 2's pairs.txt, one image per person.
 * the seed's recipe: 100x100 input scaled to [0, 1], (anchor, positive, 1) and (anchor, negative, 0)
@@ -133,10 +134,12 @@ def track_faces(
 
 @dataclass
 class TrackedFrames:
-    """The tracked person's 150x150 chips by frame number, and the frames without one."""
+    """The tracked person's 150x150 chips (and detection boxes) by frame number, and the frames
+    without one."""
 
     frames: list[int]
     chips: list[np.ndarray]
+    boxes: list[Box]
     rejected: list[int]  # frames with detections, none of them on the track
     no_face: list[int]  # frames without any detection
 
@@ -152,7 +155,7 @@ def performer_chips(frames_dir: Path, first: int, last: int, pipeline: Any) -> T
         raise ValueError(f"no frames {first}-{last} in {frames_dir}")
     faces = [pipeline.faces(decode_image(p.read_bytes())) for p in paths]
     picks = track_faces([[tuple(int(v) for v in f.box) for f in fs] for fs in faces])  # type: ignore[misc]
-    out = TrackedFrames([], [], [], [])
+    out = TrackedFrames([], [], [], [], [])
     for path, fs, pick in zip(paths, faces, picks, strict=True):
         n = frame_number(path)
         if pick is None:
@@ -160,6 +163,7 @@ def performer_chips(frames_dir: Path, first: int, last: int, pipeline: Any) -> T
         else:
             out.frames.append(n)
             out.chips.append(np.asarray(fs[pick].chip, dtype=np.uint8))
+            out.boxes.append(tuple(int(v) for v in fs[pick].box))  # type: ignore[arg-type]
     return out
 
 
@@ -472,6 +476,7 @@ def run_seed_experiment(cfg: SeedConfig, pipeline: Any | None = None) -> dict[st
         epochs=cfg.epochs,
         callbacks=[keras.callbacks.CSVLogger(str(run_dir / "history.csv")), budget],
         verbose=1 if cfg.progress else 0,
+        shuffle=False,  # the training dataset shuffles itself (buffer 10000, as in the seed)
     )
     train_seconds = time.perf_counter() - t0
     losses = [float(v) for v in history.history.get("loss", [])]
@@ -496,7 +501,8 @@ def run_seed_experiment(cfg: SeedConfig, pipeline: Any | None = None) -> dict[st
         "total_seconds": 0.0,
     }
     report["total_seconds"] = round(time.perf_counter() - t_all, 1)
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = json.dumps(report, indent=2) + "\n"
+    (run_dir / "report.json").write_text(text)
     splits = {
         "rows": data.info["rows"],
         **{
@@ -505,4 +511,4 @@ def run_seed_experiment(cfg: SeedConfig, pipeline: Any | None = None) -> dict[st
         },
     }
     (run_dir / "splits.json").write_text(json.dumps(splits) + "\n")
-    return report
+    return dict(json.loads(text))  # exactly what report.json holds (tuples become lists)
