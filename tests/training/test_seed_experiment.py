@@ -39,7 +39,7 @@ def test_track_faces_keeps_the_track_and_drops_off_track_detections() -> None:
     assert track_faces(boxes) == [0, None, None, 1, 0]
 
 
-def test_tracker_on_real_frames_keeps_only_the_performers_face(pipeline) -> None:  # type: ignore[no-untyped-def]
+def test_tracker_on_real_frames_keeps_only_the_performers_face(pipeline) -> None:
     """Frames 148-156 and 220-228: the performer's face is near the top of the frame (checked by eye);
     in 152 and 224 the detector's only hit is on his jacket / hand, which must not become a chip."""
     need_frames()
@@ -79,7 +79,7 @@ def test_negatives_are_view1_people_outside_view2() -> None:
     assert set(people) <= train_people
 
 
-def test_tiny_seed_experiment_end_to_end(tmp_path: Path, pipeline, cache_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tiny_seed_experiment_end_to_end(tmp_path: Path, pipeline, cache_dir: Path) -> None:
     need_frames()
     need_lfw()
     cfg = SeedConfig(
