@@ -134,6 +134,7 @@ def _train_seed(args: argparse.Namespace) -> int:
         later_frames=(args.later_frames[0], args.later_frames[1]),
         pairs_per_kind=args.pairs,
         later_pairs_per_kind=args.later_pairs,
+        new_people_pairs_per_kind=args.new_people_pairs,
         epochs=args.epochs,
         time_budget_s=args.time_budget if args.time_budget > 0 else None,
         learning_rate=args.lr,
@@ -144,7 +145,7 @@ def _train_seed(args: argparse.Namespace) -> int:
         command="faceverify " + shlex.join(sys.argv[1:]),
     )
     report = run_seed_experiment(cfg)
-    for part in ("test", "later"):
+    for part in ("test", "later", "new_people"):
         m = report[part]
         print(
             f"{part}: {m['pairs']} pairs  precision {m['precision'] * 100:.1f}%  recall "
@@ -194,6 +195,12 @@ def _register_train_seed(subparsers: Any, fmt: Any) -> None:
     )
     s.add_argument("--pairs", type=int, default=300, help="positive pairs and as many negative pairs")
     s.add_argument("--later-pairs", type=int, default=150, help="pairs per kind of the later evaluation")
+    s.add_argument(
+        "--new-people-pairs",
+        type=int,
+        default=100,
+        help="matched and as many mismatched pairsDevTest pairs to score the model on strangers (0 = skip)",
+    )
     s.add_argument("--epochs", type=int, default=50, help="epochs (the notebook's 50)")
     s.add_argument(
         "--time-budget",

@@ -24,8 +24,10 @@ positives (the notebook's raw 250x250 LFW photos differ in framing from its webc
 the network can learn instead of identity).
 
 What it measures: near-duplicate video frames of one person against LFW strangers; it says nothing
-about verifying a person the network has not seen. The extra "later" figure scores the same model on
-frames of a later, disjoint part of the clip against LFW people of another View 1 list.
+about verifying a person the network has not seen. Two extra figures score the same model on what
+it never saw: "later", frames of a later, disjoint part of the clip against LFW people of another
+View 1 list; "new_people", pairs of pairsDevTest (View 1 test people, matched and mismatched), i.e.
+verification of strangers, which is what the service does.
 """
 
 from __future__ import annotations
@@ -42,7 +44,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from training.data import LFW_DIR, SHARED_DATA, ChipCache, lfw_images_dir, read_people
+from training.data import (
+    LFW_DIR,
+    SHARED_DATA,
+    ChipCache,
+    lfw_images_dir,
+    read_pairs,
+    read_people,
+    unique_images,
+)
 
 SeedTower = Literal["koch", "tiny"]
 FRAMES_DIR = SHARED_DATA / "frames" / "short_hamilton_clip" / "frames"
@@ -63,6 +73,7 @@ class SeedConfig:
     later_frames: tuple[int, int] = (201, 236)
     pairs_per_kind: int = 300  # the seed's ~300 positive and ~300 negative pairs
     later_pairs_per_kind: int = 150
+    new_people_pairs_per_kind: int = 100  # pairsDevTest pairs of each kind; 0 = skip
     image_size: int = 100
     train_fraction: float = 0.7
     batch_size: int = 16
@@ -216,6 +227,33 @@ def negative_chips(
     return kept, chips
 
 
+def new_people_pairs(
+    lfw_root: Path, n: int, seed: int, cache: ChipCache, size: int, progress: bool
+) -> tuple[np.ndarray, SeedPairs, int]:
+    """`n` matched and `n` mismatched pairs drawn (seeded) from pairsDevTest, as (images, pairs, number of
+    pairs left out because a face was not found). Evaluation only: none of these people is trained on."""
+    root = Path(lfw_root)
+    pairs = read_pairs(root / "pairsDevTest.txt", lfw_images_dir(root))
+    rng = random.Random(seed)
+    same = [p for p in pairs if p.same]
+    diff = [p for p in pairs if not p.same]
+    chosen = rng.sample(same, min(n, len(same))) + rng.sample(diff, min(n, len(diff)))
+    paths = unique_images(chosen)
+    row: dict[Path, int] = {}
+    kept: list[np.ndarray] = []
+    for path, chip in zip(paths, cache.get_many(paths, progress=progress), strict=True):
+        if chip is not None:
+            row[path] = len(kept)
+            kept.append(chip)
+    usable = [p for p in chosen if p.left in row and p.right in row]
+    out = SeedPairs(
+        np.array([row[p.left] for p in usable], np.int64),
+        np.array([row[p.right] for p in usable], np.int64),
+        np.array([float(p.same) for p in usable], np.float32),
+    )
+    return resize_chips(kept, size), out, len(chosen) - len(usable)
+
+
 # ------------------------------------------------------------------------------------------ pairs
 
 
@@ -315,7 +353,11 @@ def pair_batches(
     ds = tf.data.Dataset.from_tensor_slices((pairs.left, pairs.right, pairs.labels))
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda i, j, y: ((tf.gather(table, i), tf.gather(table, j)), y))
+
+    def load(i: Any, j: Any, y: Any) -> Any:
+        return (tf.gather(table, i), tf.gather(table, j)), y
+
+    ds = ds.map(load)
     return ds.batch(batch_size).prefetch(prefetch)
 
 
@@ -394,6 +436,8 @@ class _Data:
     train: SeedPairs
     test: SeedPairs
     later: SeedPairs
+    new_images: np.ndarray
+    new_people: SeedPairs
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -455,7 +499,17 @@ def prepare(cfg: SeedConfig, pipeline: Any | None = None) -> _Data:
             "later_negatives": ln_rows,
         },
     }
-    return _Data(images, train, test, later_pairs, info)
+    if cfg.new_people_pairs_per_kind > 0:
+        new_images, new_pairs, new_dropped = new_people_pairs(
+            cfg.lfw, cfg.new_people_pairs_per_kind, cfg.seed + 3, cache, cfg.image_size, cfg.progress
+        )
+    else:
+        empty = np.zeros(0, np.int64)
+        new_images = resize_chips([], cfg.image_size)
+        new_pairs, new_dropped = SeedPairs(empty, empty, empty.astype(np.float32)), 0
+    info["new_people"] = "pairsDevTest (View 1 test people), seeded sample, evaluation only"
+    info["new_people_pairs_without_face"] = new_dropped
+    return _Data(images, train, test, later_pairs, new_images, new_pairs, info)
 
 
 def run_seed_experiment(cfg: SeedConfig, pipeline: Any | None = None) -> dict[str, Any]:
@@ -496,6 +550,9 @@ def run_seed_experiment(cfg: SeedConfig, pipeline: Any | None = None) -> dict[st
         },
         "test": binary_metrics(_scores(model, data.images, data.test), data.test.labels, cfg.threshold),
         "later": binary_metrics(_scores(model, data.images, data.later), data.later.labels, cfg.threshold),
+        "new_people": binary_metrics(
+            _scores(model, data.new_images, data.new_people), data.new_people.labels, cfg.threshold
+        ),
         "threshold": cfg.threshold,
         "machine": machine(),
         "total_seconds": 0.0,

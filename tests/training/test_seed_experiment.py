@@ -88,6 +88,7 @@ def test_tiny_seed_experiment_end_to_end(tmp_path: Path, pipeline, cache_dir: Pa
         later_frames=(122, 127),
         pairs_per_kind=12,
         later_pairs_per_kind=6,
+        new_people_pairs_per_kind=3,
         epochs=3,
         time_budget_s=0.0,  # the budget callback must stop it after the first epoch
         tower="tiny",
@@ -102,7 +103,8 @@ def test_tiny_seed_experiment_end_to_end(tmp_path: Path, pipeline, cache_dir: Pa
     assert t["epochs_run"] == 1 and t["stopped_by_time_budget"] is True
     assert len(t["loss_per_epoch"]) == 1 and np.isfinite(t["loss_per_epoch"][0])
     assert report["seed_claim"].startswith("more than 80%")
-    for part, n in (("test", 24 - round(24 * 0.7)), ("later", 12)):
+    new_n = 6 - report["data"]["new_people_pairs_without_face"]
+    for part, n in (("test", 24 - round(24 * 0.7)), ("later", 12), ("new_people", new_n)):
         m = report[part]
         assert m["pairs"] == n == m["positives"] + m["negatives"] == m["tp"] + m["fp"] + m["fn"] + m["tn"]
         for key in ("precision", "recall", "accuracy"):
