@@ -129,3 +129,30 @@ def test_tiny_seed_experiment_end_to_end(tmp_path: Path, pipeline, cache_dir: Pa
         assert a in rows["anchors"] and b in (rows["positives"] if y == 1 else rows["negatives"])
     for a, b, y in splits["later"]:
         assert a in rows["anchors"] and b in (rows["later"] if y == 1 else rows["later_negatives"])
+
+
+def test_cli_registers_train_seed() -> None:
+    from service.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "train-seed",
+            "--tower",
+            "tiny",
+            "--main-frames",
+            "108",
+            "121",
+            "--epochs",
+            "1",
+            "--time-budget",
+            "0",
+        ]
+    )
+    assert args.func.__name__ == "_train_seed"
+    assert (args.tower, tuple(args.main_frames), args.epochs, args.time_budget) == (
+        "tiny",
+        (108, 121),
+        1,
+        0.0,
+    )
+    assert tuple(args.later_frames) == (201, 236) and args.pairs == 300 and args.lr == 1e-4
