@@ -93,6 +93,7 @@ def test_enrol_on_one_replica_verify_and_delete_on_the_other(
         f"{a.url}/enroll",
         data={"user_id": "performer"},
         files=[("images", upload(f"frame_{n:04d}.jpg")) for n in (115, 120, 125, 130)],
+        headers=a.headers,
         timeout=120,
     )
     assert enrolled.status_code == 201, enrolled.text
@@ -105,6 +106,7 @@ def test_enrol_on_one_replica_verify_and_delete_on_the_other(
         f"{b.url}/verify",
         data={"user_id": "performer"},
         files={"image": upload("frame_0185.jpg")},
+        headers=b.headers,
         timeout=120,
     )
     assert verified.status_code == 200, verified.text
@@ -115,29 +117,31 @@ def test_enrol_on_one_replica_verify_and_delete_on_the_other(
         f"{b.url}/verify",
         data={"user_id": "performer"},
         files={"image": upload("frame_0249.jpg")},
+        headers=b.headers,
         timeout=120,
     )
     assert stranger.status_code in (200, 422), stranger.text
     assert stranger.status_code == 422 or stranger.json()["verified"] is False
 
     # What A wrote, B lists (same image ids).
-    listed = httpx.get(f"{b.url}/users/performer", timeout=30)
+    listed = httpx.get(f"{b.url}/users/performer", headers=b.headers, timeout=30)
     assert listed.status_code == 200, listed.text
     ids_from_a = sorted(item["image_id"] for item in enrolled.json()["enrolled"])
     assert sorted(image["image_id"] for image in listed.json()["images"]) == ids_from_a
 
     # Deleting through B is seen by A at once, and the shared files are gone too.
-    deleted = httpx.delete(f"{b.url}/users/performer", timeout=30)
+    deleted = httpx.delete(f"{b.url}/users/performer", headers=b.headers, timeout=30)
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["deleted_images"] == len(ids_from_a)
     gone = httpx.post(
         f"{a.url}/verify",
         data={"user_id": "performer"},
         files={"image": upload("frame_0185.jpg")},
+        headers=a.headers,
         timeout=120,
     )
     assert gone.status_code == 404 and gone.json()["reason"] == "unknown_user"
-    assert httpx.get(f"{a.url}/users/performer", timeout=30).status_code == 404
+    assert httpx.get(f"{a.url}/users/performer", headers=a.headers, timeout=30).status_code == 404
     assert not (stored_files(data_dir) & files_after_enrol)
 
 
@@ -155,6 +159,7 @@ def test_both_replicas_enrol_concurrently_into_one_database(
             f"{replica.url}/enroll",
             data={"user_id": user},
             files=[("images", upload(f"frame_{n:04d}.jpg")) for n in frames],
+            headers=replica.headers,
             timeout=120,
         )
 
@@ -164,13 +169,14 @@ def test_both_replicas_enrol_concurrently_into_one_database(
     assert [r.status_code for r in results] == [201, 201], [r.text for r in results]
     counts = {user: len(r.json()["enrolled"]) for user, r in zip(("alpha", "beta"), results, strict=True)}
     for replica in (a, b):
-        users = httpx.get(f"{replica.url}/users", timeout=30).json()
+        users = httpx.get(f"{replica.url}/users", headers=replica.headers, timeout=30).json()
         assert {"alpha", "beta"} <= {u["user_id"] for u in users["users"]}
     for replica, user in ((a, "beta"), (b, "alpha")):  # each verifies the user the *other* enrolled
         probe = httpx.post(
             f"{replica.url}/verify",
             data={"user_id": user},
             files={"image": upload("frame_0180.jpg")},
+            headers=replica.headers,
             timeout=120,
         )
         assert probe.status_code == 200 and probe.json()["comparisons"] == counts[user], probe.text
