@@ -106,7 +106,9 @@ def test_scoped_keys_do_their_job_and_scores_are_hidden_from_verify_keys(client)
     enrolled = client.post("/enroll", data={"user_id": "bush"}, files=files, headers={"X-API-Key": enroller})
     assert enrolled.status_code == 201, enrolled.text
     probe = {"image": ("p.jpg", photo, "image/jpeg")}
-    body = client.post("/verify", data={"user_id": "bush"}, files=probe, headers={"X-API-Key": verifier}).json()
+    body = client.post(
+        "/verify", data={"user_id": "bush"}, files=probe, headers={"X-API-Key": verifier}
+    ).json()
     assert body["verified"] is True and body["comparisons"] == 1
     assert body["votes"] is None and body["vote_ratio"] is None and body["best_similarity"] is None
     admin = client.post("/verify", data={"user_id": "bush"}, files=probe).json()  # the fixture's admin key
