@@ -8,8 +8,10 @@ by inner middleware (the 413 body-size guard) and the error handlers. CORS is ad
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +26,7 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 # JSON needs nothing from the page; the interactive docs (when enabled) load Swagger UI's assets.
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOC_PATHS = ("/docs", "/redoc")
+log = logging.getLogger("faceverify.service")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -66,12 +69,31 @@ class SecurityMiddleware:
             await send(message)
 
         if "*" not in self.trusted_hosts and not host_allowed(headers.get("host", ""), self.trusted_hosts):
-            body = json.dumps({"detail": "host not allowed", "reason": "invalid_host"}).encode()
-            length = str(len(body)).encode()
-            await send_with_headers(
-                {"type": "http.response.start", "status": 400,
-                 "headers": [(b"content-type", b"application/json"), (b"content-length", length)]}
-            )  # fmt: skip
-            await send_with_headers({"type": "http.response.body", "body": body})
+            await _send_json(send_with_headers, 400, "invalid_host", "host not allowed")
             return
-        await self.app(scope, receive, send_with_headers)
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send_with_headers(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            # Starlette answers unhandled errors outside every user middleware (ServerErrorMiddleware),
+            # which would drop these headers; answer here instead, with nothing from the exception.
+            log.exception("unhandled error")
+            if started:
+                raise
+            await _send_json(send_with_headers, 500, "internal_error", "internal server error")
+
+
+SendFn = Callable[[Message], Awaitable[None]]
+
+
+async def _send_json(send: SendFn, status: int, reason: str, detail: str) -> None:
+    body = json.dumps({"detail": detail, "reason": reason}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

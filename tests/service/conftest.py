@@ -146,10 +146,11 @@ def _truncate(url: str) -> None:
                 connection.execute(text("TRUNCATE images, users RESTART IDENTITY CASCADE"))
             if "api_keys" in tables:  # the security tables (migration 0002_security)
                 connection.execute(text("TRUNCATE api_keys, verify_lockouts, audit_log RESTART IDENTITY"))
-                genesis = "0" * 64
                 connection.execute(
-                    text("UPDATE audit_head SET last_seq = 0, last_hash = :g, anchor_seq = 0, anchor_hash = :g"),
-                    {"g": genesis},
+                    text(
+                        "UPDATE audit_head SET last_seq = 0, last_hash = :g, anchor_seq = 0, anchor_hash = :g"
+                    ),
+                    {"g": "0" * 64},
                 )
     finally:
         engine.dispose()
