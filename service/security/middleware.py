@@ -1,4 +1,5 @@
-"""Web hardening for every response: request ids, a Host allow-list and security headers.
+"""Web hardening for every response: request ids, a Host allow-list, an early 401 for requests
+without any key, and security headers.
 
 A pure ASGI middleware (outermost), so the headers are on every response, including those written
 by inner middleware (the 413 body-size guard) and the error handlers. CORS is added separately
@@ -26,6 +27,7 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 # JSON needs nothing from the page; the interactive docs (when enabled) load Swagger UI's assets.
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOC_PATHS = ("/docs", "/redoc")
+OPEN_PATHS = ("/health", "/ready")  # probes: no key needed
 log = logging.getLogger("faceverify.service")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -46,6 +48,12 @@ class SecurityMiddleware:
         self.app = app
         self.trusted_hosts = trusted_hosts
         self.docs_enabled = docs_enabled
+
+    def _open(self, scope: Scope) -> bool:
+        path: str = scope.get("path", "")
+        if scope.get("method") == "OPTIONS" or path in OPEN_PATHS:  # CORS preflights carry no key
+            return True
+        return self.docs_enabled and (path.startswith(DOC_PATHS) or path == "/openapi.json")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,6 +78,12 @@ class SecurityMiddleware:
 
         if "*" not in self.trusted_hosts and not host_allowed(headers.get("host", ""), self.trusted_hosts):
             await _send_json(send_with_headers, 400, "invalid_host", "host not allowed")
+            return
+        if not headers.get("x-api-key") and not self._open(scope):
+            # Refused before the body is read: an anonymous client cannot make the service parse
+            # (or spool) a large multipart upload. The route's dependency does the full check.
+            detail = "send an API key in the X-API-Key header"
+            await _send_json(send_with_headers, 401, "missing_api_key", detail)
             return
         started = False
 
