@@ -540,7 +540,8 @@ def _scheduler(args: argparse.Namespace, source: FrameSource, min_interval: floa
 
 def _http_client(args: argparse.Namespace) -> httpx.Client:
     timeout = httpx.Timeout(args.timeout, connect=min(args.timeout, 5.0))
-    return httpx.Client(base_url=args.url.rstrip("/"), timeout=timeout)
+    headers = {"X-API-Key": args.api_key} if getattr(args, "api_key", None) else {}
+    return httpx.Client(base_url=args.url.rstrip("/"), timeout=timeout, headers=headers)
 
 
 def _retry(
@@ -740,6 +741,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--url",
         default=os.environ.get("FACEVERIFY_URL", DEFAULT_URL),
         help="service base URL (default: $FACEVERIFY_URL or %(default)s)",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("FACEVERIFY_API_KEY"),
+        help="API key sent as X-API-Key (default: $FACEVERIFY_API_KEY; prefer the variable, argv is visible)",
     )
     parser.add_argument("--user-id", required=True, help="the user to enrol or verify")
     parser.add_argument(

@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 from service.core.config import Settings
 from service.core.db import create_db_engine
 from service.db_models import Base
+from service.security import models as _security_models  # noqa: F401  (its tables join Base.metadata)
 
 config = context.config
 target_metadata = Base.metadata

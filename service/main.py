@@ -11,13 +11,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import BodySizeLimitMiddleware, install_error_handlers
-from service.api.routes import enroll, health, users, verify
+from service.api.routes import enroll, health, security, users, verify
 from service.core.config import Settings
 from service.core.db import create_db_engine, make_session_factory, upgrade_to_head
 from service.engine import FaceEngine
+from service.security.bootstrap import ensure_admin_key
+from service.security.middleware import SecurityMiddleware
+from service.security.ratelimit import RateLimiter
 from service.store import ImageStore
 
 DESCRIPTION = """
@@ -26,6 +30,10 @@ Enrol people from a few photos and verify a new photo against them.
 Errors are JSON `{"detail": ..., "reason": ...}` where `reason` is a stable code
 (`no_face`, `multiple_faces`, `not_an_image`, `empty`, `too_large`, `too_many_pixels`,
 `invalid_user_id`, `missing_field`, `unknown_user`, `model_version_mismatch`, ...).
+
+Every data route needs an API key in the `X-API-Key` header with the route's scope (`verify`,
+`enroll`, `manage`; `admin` allows everything): 401 `missing_api_key` / `invalid_api_key`,
+403 `insufficient_scope`, 429 `locked_out` / `rate_limited` with Retry-After.
 """
 
 
@@ -46,15 +54,36 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
             app.state.settings = settings
             app.state.db_engine = db_engine
             app.state.session_factory = make_session_factory(db_engine)
+            app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+            if settings.bootstrap_admin_key:
+                await run_in_threadpool(ensure_admin_key, app.state.session_factory, settings.admin_key_file)
             app.state.store = ImageStore(settings.image_dir)
             app.state.face_engine = engine
             yield
         finally:
             db_engine.dispose()
 
-    app = FastAPI(title="faceverify", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="faceverify",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, settings=settings)
-    for module in (enroll, verify, users, health):
+    if settings.cors_origins:  # no CORS headers at all unless an allow-list is configured
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
+        )
+    # Outermost: security headers and the Host allow-list apply to every response.
+    app.add_middleware(SecurityMiddleware, trusted_hosts=settings.trusted_hosts, docs_enabled=docs)
+    for module in (enroll, verify, users, security, health):
         app.include_router(module.router)
     return app

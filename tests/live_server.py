@@ -1,6 +1,7 @@
 """`faceverify serve` as a real process on a free loopback port, for tests that need a live service
 (the webcam client, two replicas sharing one database). One implementation of start, readiness wait,
-stop and "which model" so those tests cannot drift apart."""
+stop and "which model" so those tests cannot drift apart. A fresh service creates an admin API key in
+DATA_DIR/admin-api-key on first start; `LiveService.api_key` / `.headers` read it."""
 
 from __future__ import annotations
 
@@ -52,6 +53,16 @@ class LiveService:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    key_file: Path  # DATA_DIR/admin-api-key, written by the service on its first start (no key yet)
+
+    @property
+    def api_key(self) -> str:
+        """The admin key the service (or, with a shared database, its sibling replica) created."""
+        return self.key_file.read_text().strip()
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key}
 
 
 def start_service(tmp: Path, env_extra: dict[str, str], name: str = "api") -> LiveService:
@@ -64,7 +75,9 @@ def start_service(tmp: Path, env_extra: dict[str, str], name: str = "api") -> Li
             [str(FACEVERIFY), "serve", "--host", "127.0.0.1", "--port", str(port)],
             stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=tmp,
         )  # fmt: skip
-    return LiveService(name, f"http://127.0.0.1:{port}", process, log)
+    data_dir = Path(env.get("FACEVERIFY_DATA_DIR", "data"))
+    key_file = (data_dir if data_dir.is_absolute() else tmp / data_dir) / "admin-api-key"
+    return LiveService(name, f"http://127.0.0.1:{port}", process, log, key_file)
 
 
 def wait_ready(service: LiveService, deadline: float | None = None) -> LiveService:

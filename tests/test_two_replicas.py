@@ -4,7 +4,8 @@ This is the proof behind docker-compose's `--scale api=N`: nothing a request nee
 memory of the process that served an earlier request. The schema is migrated once beforehand (as the
 compose `migrate` service does) and both replicas start with migrate-on-startup off; then a user is
 enrolled through replica A and verified through replica B, images written by one are listed by the
-other, and a deletion through one is a 404 through the other.
+other, and a deletion through one is a 404 through the other. Security state is shared the same way:
+failed verifies through both replicas lock the user on both, and a revoked key fails on both at once.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def upload(name: str) -> tuple[str, bytes, str]:
 
 
 def stored_files(data_dir: Path) -> set[Path]:
-    return {p for p in data_dir.rglob("*") if p.is_file() and p.suffix != ".db"}
+    """Stored image files (not the database, nor the admin key file written at first start)."""
+    return {p for p in data_dir.rglob("*") if p.is_file() and p.suffix != ".db" and p.name != "admin-api-key"}
 
 
 def test_enrol_on_one_replica_verify_and_delete_on_the_other(
@@ -93,6 +95,7 @@ def test_enrol_on_one_replica_verify_and_delete_on_the_other(
         f"{a.url}/enroll",
         data={"user_id": "performer"},
         files=[("images", upload(f"frame_{n:04d}.jpg")) for n in (115, 120, 125, 130)],
+        headers=a.headers,
         timeout=120,
     )
     assert enrolled.status_code == 201, enrolled.text
@@ -105,6 +108,7 @@ def test_enrol_on_one_replica_verify_and_delete_on_the_other(
         f"{b.url}/verify",
         data={"user_id": "performer"},
         files={"image": upload("frame_0185.jpg")},
+        headers=b.headers,
         timeout=120,
     )
     assert verified.status_code == 200, verified.text
@@ -115,29 +119,31 @@ def test_enrol_on_one_replica_verify_and_delete_on_the_other(
         f"{b.url}/verify",
         data={"user_id": "performer"},
         files={"image": upload("frame_0249.jpg")},
+        headers=b.headers,
         timeout=120,
     )
     assert stranger.status_code in (200, 422), stranger.text
     assert stranger.status_code == 422 or stranger.json()["verified"] is False
 
     # What A wrote, B lists (same image ids).
-    listed = httpx.get(f"{b.url}/users/performer", timeout=30)
+    listed = httpx.get(f"{b.url}/users/performer", headers=b.headers, timeout=30)
     assert listed.status_code == 200, listed.text
     ids_from_a = sorted(item["image_id"] for item in enrolled.json()["enrolled"])
     assert sorted(image["image_id"] for image in listed.json()["images"]) == ids_from_a
 
     # Deleting through B is seen by A at once, and the shared files are gone too.
-    deleted = httpx.delete(f"{b.url}/users/performer", timeout=30)
+    deleted = httpx.delete(f"{b.url}/users/performer", headers=b.headers, timeout=30)
     assert deleted.status_code == 200, deleted.text
     assert deleted.json()["deleted_images"] == len(ids_from_a)
     gone = httpx.post(
         f"{a.url}/verify",
         data={"user_id": "performer"},
         files={"image": upload("frame_0185.jpg")},
+        headers=a.headers,
         timeout=120,
     )
     assert gone.status_code == 404 and gone.json()["reason"] == "unknown_user"
-    assert httpx.get(f"{a.url}/users/performer", timeout=30).status_code == 404
+    assert httpx.get(f"{a.url}/users/performer", headers=a.headers, timeout=30).status_code == 404
     assert not (stored_files(data_dir) & files_after_enrol)
 
 
@@ -155,6 +161,7 @@ def test_both_replicas_enrol_concurrently_into_one_database(
             f"{replica.url}/enroll",
             data={"user_id": user},
             files=[("images", upload(f"frame_{n:04d}.jpg")) for n in frames],
+            headers=replica.headers,
             timeout=120,
         )
 
@@ -164,13 +171,83 @@ def test_both_replicas_enrol_concurrently_into_one_database(
     assert [r.status_code for r in results] == [201, 201], [r.text for r in results]
     counts = {user: len(r.json()["enrolled"]) for user, r in zip(("alpha", "beta"), results, strict=True)}
     for replica in (a, b):
-        users = httpx.get(f"{replica.url}/users", timeout=30).json()
+        users = httpx.get(f"{replica.url}/users", headers=replica.headers, timeout=30).json()
         assert {"alpha", "beta"} <= {u["user_id"] for u in users["users"]}
     for replica, user in ((a, "beta"), (b, "alpha")):  # each verifies the user the *other* enrolled
         probe = httpx.post(
             f"{replica.url}/verify",
             data={"user_id": user},
             files={"image": upload("frame_0180.jpg")},
+            headers=replica.headers,
             timeout=120,
         )
         assert probe.status_code == 200 and probe.json()["comparisons"] == counts[user], probe.text
+
+
+LFW = REPO.parent / "shared" / "data" / "lfw" / "images"
+
+
+def test_failed_verifies_through_both_replicas_lock_the_user_on_both(
+    replicas: tuple[LiveService, LiveService, Path],
+) -> None:
+    """Five failed verifies, sent concurrently through A and B, lock the user on both replicas (the
+    counter is a locked database row); an unlock through one replica lifts it on the other."""
+    import concurrent.futures
+
+    stranger_photo = LFW / "George_W_Bush" / "George_W_Bush_0001.jpg"
+    if not stranger_photo.is_file():
+        pytest.skip(f"LFW not found at {LFW}")
+    a, b, _ = replicas
+    enrolled = httpx.post(
+        f"{a.url}/enroll",
+        data={"user_id": "lockme"},
+        files=[("images", upload(f"frame_{n:04d}.jpg")) for n in (115, 120, 125)],
+        headers=a.headers,
+        timeout=120,
+    )
+    assert enrolled.status_code == 201, enrolled.text
+
+    def attempt(replica: LiveService, photo: tuple[str, bytes, str]) -> httpx.Response:
+        return httpx.post(
+            f"{replica.url}/verify",
+            data={"user_id": "lockme"},
+            files={"image": photo},
+            headers=replica.headers,
+            timeout=120,
+        )
+
+    stranger = ("bush.jpg", stranger_photo.read_bytes(), "image/jpeg")
+    with concurrent.futures.ThreadPoolExecutor(5) as pool:
+        failures = list(pool.map(attempt, (a, b, a, b, a), [stranger] * 5))
+    assert [(r.status_code, r.json()["verified"]) for r in failures] == [(200, False)] * 5
+    for replica in (a, b):
+        locked = attempt(replica, upload("frame_0185.jpg"))  # the right face, still refused
+        assert (locked.status_code, locked.json()["reason"]) == (429, "locked_out"), locked.text
+        assert int(locked.headers["Retry-After"]) > 0
+    unlocked = httpx.post(f"{b.url}/users/lockme/unlock", headers=b.headers, timeout=30)
+    assert unlocked.status_code == 200 and unlocked.json()["was_locked"] is True
+    granted = attempt(a, upload("frame_0185.jpg"))
+    assert granted.status_code == 200 and granted.json()["verified"] is True, granted.text
+
+
+def test_a_revoked_key_is_refused_by_both_replicas_at_once(
+    replicas: tuple[LiveService, LiveService, Path], database_url: str
+) -> None:
+    env = {**os.environ, "FACEVERIFY_DATABASE_URL": database_url}
+    created = subprocess.run(
+        [str(FACEVERIFY), "keys", "create", "--name", "ops", "--scopes", "manage"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    key = {"X-API-Key": created.stdout.strip().splitlines()[-1]}
+    a, b, _ = replicas
+    assert [httpx.get(f"{r.url}/users", headers=key, timeout=30).status_code for r in (a, b)] == [200, 200]
+    revoked = subprocess.run(
+        [str(FACEVERIFY), "keys", "revoke", "ops"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    for replica in (a, b):
+        answer = httpx.get(f"{replica.url}/users", headers=key, timeout=30)
+        assert (answer.status_code, answer.json()["reason"]) == (401, "invalid_api_key")
+    audit = httpx.get(f"{a.url}/audit", params={"action": "key_revoke"}, headers=a.headers, timeout=30)
+    assert audit.json()["entries"][0]["summary"] == {"name": "ops"}

@@ -417,6 +417,9 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
             "FACEVERIFY_DATA_DIR": str(tmp / "data"),
             "FACEVERIFY_DATABASE_URL": f"sqlite:///{tmp / 'faceverify.db'}",
             "FACEVERIFY_MODEL_DIR": str(release_model_dir()),
+            # These tests stream many non-matching frames at one user on purpose; the lockout
+            # (tests/service/test_security_lockout.py) would rightly stop them after five.
+            "FACEVERIFY_LOCKOUT_MAX_FAILURES": "1000",
         },
     )
     wait_ready(service)
@@ -430,7 +433,8 @@ def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServi
 def enrolled_performer(live_service: LiveService) -> tuple[LiveService, list[dict]]:
     """Enrol the performer from early face-on frames (110-170), started as the README shows."""
     result = subprocess.run(
-        [str(FACEVERIFY), "webcam", "enroll", "--url", live_service.url, "--user-id", "performer",
+        [str(FACEVERIFY), "webcam", "enroll", "--url", live_service.url, "--api-key", live_service.api_key,
+         "--user-id", "performer",
          "--source", str(FRAMES), "--start", "109", "--stop", "170", "--no-realtime", "--step", "6",
          "--count", "4", "--json"],
         capture_output=True, text=True, timeout=600, cwd=REPO,
@@ -454,7 +458,8 @@ def test_live_performer_later_frames_are_verified(
 ) -> None:
     service, _ = enrolled_performer
     result = run_client(
-        "verify", "--url", service.url, "--user-id", "performer", "--source", str(FRAMES),
+        "verify", "--url", service.url, "--api-key", service.api_key,
+        "--user-id", "performer", "--source", str(FRAMES),
         "--start", "179", "--stop", "236", "--no-realtime", "--step", "8",
         "--window", "5", "--min-verified", "3", "--json", "--annotate-dir", str(tmp_path / "annotated"),
         timeout=600,
@@ -474,7 +479,8 @@ def test_live_performer_later_frames_are_verified(
 def test_live_audience_frames_are_not_verified(enrolled_performer: tuple[LiveService, list[dict]]) -> None:
     service, _ = enrolled_performer
     result = run_client(
-        "verify", "--url", service.url, "--user-id", "performer", "--source", str(FRAMES),
+        "verify", "--url", service.url, "--api-key", service.api_key,
+        "--user-id", "performer", "--source", str(FRAMES),
         "--start", "240", "--no-realtime", "--step", "8", "--window", "5", "--min-verified", "3",
         timeout=600,
     )  # fmt: skip
@@ -489,7 +495,8 @@ def test_live_audience_frames_are_not_verified(enrolled_performer: tuple[LiveSer
 @pytest.mark.slow
 def test_live_unknown_user_is_a_clear_error(live_service: LiveService) -> None:
     result = run_client(
-        "verify", "--url", live_service.url, "--user-id", "nobody", "--source", str(FRAMES),
+        "verify", "--url", live_service.url, "--api-key", live_service.api_key,
+        "--user-id", "nobody", "--source", str(FRAMES),
         "--start", "200", "--stop", "201", "--no-realtime",
     )  # fmt: skip
     assert result.returncode == webcam.EXIT_REJECTED
@@ -501,7 +508,8 @@ def test_live_unknown_user_is_a_clear_error(live_service: LiveService) -> None:
 def test_live_invalid_user_id_stops_at_once(live_service: LiveService, mode: str) -> None:
     """A 422 about the request (not the frame) must not make the client try frame after frame."""
     result = run_client(
-        mode, "--url", live_service.url, "--user-id", "not a valid id!", "--source", str(FRAMES),
+        mode, "--url", live_service.url, "--api-key", live_service.api_key,
+        "--user-id", "not a valid id!", "--source", str(FRAMES),
         "--start", "120", "--no-realtime", "--json",
     )  # fmt: skip
     assert result.returncode == webcam.EXIT_REJECTED, result.stdout + result.stderr

@@ -1,16 +1,28 @@
-"""FastAPI dependencies (Annotated aliases), resolved from what the lifespan put on `app.state`."""
+"""FastAPI dependencies (Annotated aliases), resolved from what the lifespan put on `app.state`.
+
+Authentication is a dependency too: `Security(require_scope("verify"))` on a route (or a router)
+checks the `X-API-Key` header against the database on every request (so a revoked key fails on
+the next request on every replica), then the key's scope, then the per-key rate limit.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request, Security
+from fastapi.security import APIKeyHeader
 from sqlalchemy.orm import Session
 
+from service.api.errors import USER_ID_PATTERN
 from service.core.config import Settings
+from service.db_models import User
+from service.domain_errors import Forbidden, Unauthenticated
 from service.engine import FaceEngine
+from service.security.keys import Principal, authenticate
+from service.security.ratelimit import RateLimiter
 from service.store import ImageStore
+from service.verify_service import load_user
 
 
 def get_settings(request: Request) -> Settings:
@@ -39,3 +51,48 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 EngineDep = Annotated[FaceEngine, Depends(get_engine)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
+
+# auto_error=False: a missing key is our 401 `missing_api_key`, not FastAPI's generic 403.
+api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="API key (`faceverify keys create`); scopes verify, enroll, manage, admin.",
+)
+
+
+def require_scope(scope: str) -> Callable[..., Principal]:
+    """Dependency factory: the request's key must be valid, unrevoked and carry `scope` (or admin)."""
+
+    def authenticated(
+        request: Request, session: SessionDep, presented: Annotated[str | None, Security(api_key_header)]
+    ) -> Principal:
+        if not presented:
+            raise Unauthenticated("missing_api_key", "send an API key in the X-API-Key header")
+        principal = authenticate(session, presented)
+        session.rollback()  # end the read transaction; the route starts its own
+        if principal is None:
+            raise Unauthenticated("invalid_api_key", "the API key is unknown or revoked")
+        if not principal.allows(scope):
+            raise Forbidden("insufficient_scope", f"this API key lacks the {scope!r} scope")
+        limiter: RateLimiter = request.app.state.rate_limiter
+        limiter.check(principal.name)
+        request.state.principal = principal
+        return principal
+
+    return authenticated
+
+
+VerifyKey = Annotated[Principal, Security(require_scope("verify"))]
+EnrollKey = Annotated[Principal, Security(require_scope("enroll"))]
+ManageKey = Annotated[Principal, Security(require_scope("manage"))]
+AdminKey = Annotated[Principal, Security(require_scope("admin"))]
+
+UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")]
+
+
+def get_user_or_404(user_id: UserIdPath, session: SessionDep) -> User:
+    """ "User or 404" as one dependency for routes with a `{user_id}` path parameter."""
+    return load_user(session, user_id)
+
+
+UserDep = Annotated[User, Depends(get_user_or_404)]

@@ -12,7 +12,8 @@ class ErrorOut(BaseModel):
     reason: str = Field(
         description="Stable machine-readable code: no_face, multiple_faces, not_an_image, empty, too_large, "
         "too_many_pixels, invalid_user_id, missing_field, invalid_request, threshold_below_floor, "
-        "unknown_user, unknown_image, model_version_mismatch, no_enrolled_images, too_many_files."
+        "unknown_user, unknown_image, model_version_mismatch, no_enrolled_images, too_many_files, "
+        "missing_api_key, invalid_api_key, insufficient_scope, locked_out, rate_limited, invalid_host."
     )
 
 
@@ -41,12 +42,17 @@ class FaceOut(BaseModel):
 class VerifyOut(BaseModel):
     user_id: str
     verified: bool = Field(description="votes / comparisons > verification_threshold.")
-    votes: int = Field(description="Enrolled images whose similarity to the probe > detection_threshold.")
+    votes: int | None = Field(
+        description="Enrolled images whose similarity to the probe > detection_threshold "
+        "(null unless the key is admin or expose_scores is set)."
+    )
     comparisons: int = Field(description="Enrolled images compared (those embedded by the served model).")
-    vote_ratio: float = Field(description="votes / comparisons.")
+    vote_ratio: float | None = Field(description="votes / comparisons (null like votes).")
     detection_threshold: float = Field(description="Similarity threshold used for a vote.")
     verification_threshold: float = Field(description="Vote-ratio threshold used for the decision.")
-    best_similarity: float = Field(description="Highest similarity with any enrolled image.")
+    best_similarity: float | None = Field(
+        description="Highest similarity with any enrolled image (null like votes)."
+    )
     face: FaceOut
     model_version: str = Field(description="Version of the served model (model_card.json).")
     elapsed_ms: float = Field(description="Server-side time of the request, milliseconds.")
@@ -97,3 +103,30 @@ class ReadyOut(BaseModel):
     status: str
     model_version: str | None = None
     database: str | None = None
+
+
+class UnlockOut(BaseModel):
+    user_id: str
+    was_locked: bool = Field(description="Whether the user was locked when the unlock arrived.")
+
+
+class AuditEntryOut(BaseModel):
+    seq: int = Field(description="Position in the hash chain (1, 2, 3, ...).")
+    time: dt.datetime
+    key_name: str | None = Field(description="Name of the API key that made the request.")
+    user_id: str | None
+    action: str = Field(description="enroll, verify, delete_user, delete_image, unlock, key_create, ...")
+    outcome: str = Field(description="ok, denied (not verified) or rejected (an error, see reason).")
+    reason: str | None
+    summary: dict[str, object] = Field(description="Votes, comparisons, thresholds, model version, ...")
+    request_id: str | None
+    client: str | None = Field(description="Client address.")
+    prev_hash: str
+    entry_hash: str
+
+
+class AuditPageOut(BaseModel):
+    entries: list[AuditEntryOut]
+    total: int
+    limit: int
+    offset: int

@@ -54,6 +54,51 @@ class Settings(BaseSettings):
         default=0, ge=0, description="TensorFlow intra/inter-op threads; 0 lets TF decide."
     )
 
+    # --- security (issue 9): keys, lockout, rate limit, audit, web hardening -------------------
+    bootstrap_admin_key: bool = Field(
+        default=True,
+        description="On start with no API key in the database, create an admin key and write it to "
+        "DATA_DIR/admin-api-key (mode 0600) so `make serve` works with no set-up.",
+    )
+    lockout_max_failures: int = Field(
+        default=5, gt=0, description="Failed verifies of one user_id within the window that lock it."
+    )
+    lockout_window_s: int = Field(
+        default=180, gt=0, description="Window (seconds) in which failed verifies are counted."
+    )
+    lockout_base_s: int = Field(
+        default=60, gt=0, description="First lock period (seconds); doubles on each repeat lock."
+    )
+    lockout_max_s: int = Field(
+        default=3600, gt=0, description="Cap on the lock period (seconds)."
+    )
+    rate_limit_per_minute: int = Field(
+        default=600, ge=0, description="Requests per minute per API key, per process (0: no limit)."
+    )
+    expose_scores: bool = Field(
+        default=False,
+        description="Show votes, vote_ratio and best_similarity to every key (else to admin keys only): "
+        "a raw score is a gradient an attacker can climb.",
+    )
+    audit_retention_days: int = Field(
+        default=0, ge=0, description="`faceverify audit prune` drops entries older than this (0: keep all)."
+    )
+    docs_enabled: bool = Field(
+        default=False, description="Serve /docs, /redoc and /openapi.json (off: 404)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="CORS allow-list of origins; empty: no CORS headers at all."
+    )
+    trusted_hosts: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Host header allow-list (e.g. [\"faceverify.lan\", \"127.0.0.1\"]) against DNS "
+        "rebinding; [\"*\"] accepts any host.",
+    )
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin-api-key"
+
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:

@@ -5,6 +5,7 @@
 * `face_engine`: the real face pipeline + that model, loaded once per session.
 * `backend`: every API test runs twice, against SQLite in a temp dir and against a throwaway
   PostgreSQL database created for this session on 127.0.0.1:5432 (dropped at the end).
+* `client`: the app over HTTP, sending the admin API key created at start-up by default.
 """
 
 from __future__ import annotations
@@ -139,9 +140,18 @@ def _truncate(url: str) -> None:
 
     engine = create_db_engine(normalise_database_url(url))
     try:
-        if inspect(engine).has_table("images"):
-            with engine.begin() as connection:
+        tables = set(inspect(engine).get_table_names())
+        with engine.begin() as connection:
+            if "images" in tables:
                 connection.execute(text("TRUNCATE images, users RESTART IDENTITY CASCADE"))
+            if "api_keys" in tables:  # the security tables (migration 0002_security)
+                connection.execute(text("TRUNCATE api_keys, verify_lockouts, audit_log RESTART IDENTITY"))
+                connection.execute(
+                    text(
+                        "UPDATE audit_head SET last_seq = 0, last_hash = :g, anchor_seq = 0, anchor_hash = :g"
+                    ),
+                    {"g": "0" * 64},
+                )
     finally:
         engine.dispose()
 
@@ -165,6 +175,9 @@ def client(settings, face_engine):
     from service.main import create_app
 
     # Server errors come back as the 500 JSON a client would get (the traceback is logged).
+    # Every request carries the admin key the app created on its first start (DATA_DIR/admin-api-key);
+    # security tests override or drop the header per request.
     app = create_app(settings, face_engine=face_engine)
     with TestClient(app, raise_server_exceptions=False) as test_client:
+        test_client.headers["X-API-Key"] = settings.admin_key_file.read_text().strip()
         yield test_client

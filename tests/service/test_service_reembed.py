@@ -25,6 +25,7 @@ def test_model_change_needs_reembed_then_verifies(
     photo = lfw_bytes("George_W_Bush", 1)
     first = Settings(data_dir=tmp_path / "data", database_url=backend.url, model_dir=tiny_model_dir)
     with TestClient(create_app(first, face_engine=face_engine)) as client:
+        client.headers["X-API-Key"] = first.admin_key_file.read_text().strip()  # created at first start
         response = client.post(
             "/enroll", data={"user_id": "bush"}, files=[("images", ("a.jpg", photo, "image/jpeg"))]
         )
@@ -37,6 +38,7 @@ def test_model_change_needs_reembed_then_verifies(
     engine_v2 = FaceEngine(v2_dir, pipeline=face_engine.pipeline)
     probe = {"image": ("p.jpg", photo, "image/jpeg")}
     with TestClient(create_app(second, face_engine=engine_v2)) as client:
+        client.headers["X-API-Key"] = second.admin_key_file.read_text().strip()
         stale = client.post("/verify", data={"user_id": "bush"}, files=probe)
         assert stale.status_code == 409 and stale.json()["reason"] == "model_version_mismatch"
         assert "faceverify reembed" in stale.json()["detail"]

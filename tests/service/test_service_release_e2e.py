@@ -43,6 +43,7 @@ def test_five_photos_enrolled_a_sixth_verifies_someone_else_does_not(
 ) -> None:
     settings = Settings(data_dir=tmp_path, model_dir=release_model_dir)
     with TestClient(create_app(settings)) as client:
+        client.headers["X-API-Key"] = settings.admin_key_file.read_text().strip()  # created at first start
         files = [("images", (f"{n}.jpg", lfw_bytes(person, n), "image/jpeg")) for n in enrolled]
         response = client.post("/enroll", data={"user_id": person}, files=files)
         assert response.status_code == 201, response.text

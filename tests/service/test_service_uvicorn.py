@@ -25,7 +25,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[str]:
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[tuple[str, str]]:
+    """(URL, admin API key) of `faceverify serve` on SQLite; the key is the one created at first start."""
     data_dir = tmp_path_factory.mktemp("served")
     port = _free_port()
     env = {**os.environ, "FACEVERIFY_DATA_DIR": str(data_dir), "FACEVERIFY_MODEL_DIR": str(tiny_model_dir)}
@@ -53,16 +54,17 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
         else:
             pytest.fail("server did not become ready in 120 s")
         assert (data_dir / "faceverify.db").is_file()  # start-up migrated the embedded default
-        yield url
+        yield url, (data_dir / "admin-api-key").read_text().strip()
     finally:
         process.terminate()
         process.wait(timeout=30)
         log.close()
 
 
-def test_enrol_and_verify_over_a_real_socket(served: str) -> None:
+def test_enrol_and_verify_over_a_real_socket(served: tuple[str, str]) -> None:
     photo = lfw_bytes("George_W_Bush", 1)
-    with httpx.Client(base_url=served, timeout=60) as client:
+    url, key = served
+    with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": key}) as client:
         enrolled = client.post("/enroll", data={"user_id": "bush"}, files=[("images", ("a.jpg", photo))])
         assert enrolled.status_code == 201, enrolled.text
         result = client.post("/verify", data={"user_id": "bush"}, files={"image": ("b.jpg", photo)})
@@ -74,12 +76,13 @@ def test_enrol_and_verify_over_a_real_socket(served: str) -> None:
         assert client.get("/users").json()["total"] == 1
 
 
-def test_a_huge_chunked_upload_is_cut_off_early(served: str) -> None:
-    """Stream up to 2 GB without Content-Length; the server must answer 413 after ~11 MB."""
-    host, port = served.removeprefix("http://").split(":")
+def _stream_chunked(url: str, path: str, key: str | None) -> tuple[bytes, int]:
+    """POST up to 2 GB of chunked multipart to `path` until the server answers: (answer, bytes sent)."""
+    host, port = url.removeprefix("http://").split(":")
+    key_header = f"X-API-Key: {key}\r\n".encode() if key else b""
     head = (
-        b"POST /verify HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-        b"Content-Type: multipart/form-data; boundary=xyz\r\n\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n".encode() + key_header
+        + b"Content-Type: multipart/form-data; boundary=xyz\r\n\r\n"
     )
     preamble = b'--xyz\r\nContent-Disposition: form-data; name="image"; filename="big.jpg"\r\n\r\n'
     chunk = b"\0" * (1024 * 1024)
@@ -105,8 +108,21 @@ def test_a_huge_chunked_upload_is_cut_off_early(served: str) -> None:
                 answer += data
         except ConnectionResetError:
             pass
+    return answer, sent
+
+
+def test_a_huge_chunked_upload_is_cut_off_early(served: tuple[str, str]) -> None:
+    """Stream up to 2 GB without Content-Length; the server must answer 413 after ~11 MB."""
+    answer, sent = _stream_chunked(served[0], "/verify", served[1])
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < 64 * 1024 * 1024, f"client pushed {sent} bytes before the server refused"
+
+
+def test_an_upload_without_a_key_is_refused_before_its_body_is_read(served: tuple[str, str]) -> None:
+    """/enroll accepts ~650 MB from a key holder; without a key the answer is 401 at once."""
+    answer, sent = _stream_chunked(served[0], "/enroll", None)
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    assert sent < 8 * 1024 * 1024, f"client pushed {sent} bytes before the server refused"
 
 
 def test_serve_without_a_model_explains_how_to_build_it(tmp_path: Path) -> None:

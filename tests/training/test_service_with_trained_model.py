@@ -60,6 +60,7 @@ def test_service_enrols_and_verifies_with_a_trained_model(
     card = json.loads((model_dir / "model_card.json").read_text())
 
     with _serve(model_dir, tmp_path, pipeline) as client:
+        client.headers["X-API-Key"] = (tmp_path / "data" / "admin-api-key").read_text().strip()
         enrol = client.post(
             "/enroll",
             data={"user_id": "al"},

@@ -6,7 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from service.api.deps import EngineDep, SessionDep, SettingsDep, StoreDep
+from service.api.auditing import AuditDep
+from service.api.deps import EngineDep, EnrollKey, SessionDep, SettingsDep, StoreDep
 from service.api.errors import USER_ID_PATTERN
 from service.api.schemas import EnrolledImage, EnrollOut, ErrorOut, RejectedImage
 from service.enrolment import enrol
@@ -25,6 +26,7 @@ router = APIRouter(tags=["enrolment"])
     },
 )
 def enroll(
+    _key: EnrollKey,
     user_id: Annotated[
         str, Form(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")
     ],
@@ -33,12 +35,15 @@ def enroll(
     engine: EngineDep,
     settings: SettingsDep,
     store: StoreDep,
+    audit: AuditDep,
 ) -> EnrollOut:
     """Each photo is judged on its own: exactly one clear face -> stored with its embedding; otherwise
     rejected with a reason. A photo with a second face at least half as wide as the largest is
     `multiple_faces`; smaller background faces are ignored. Re-sending a stored photo is idempotent
     (sha256). 422 when nothing could be enrolled (413 when every image was too large)."""
-    result = enrol(session, store, engine, settings, user_id, images)
+    with audit.around("enroll", user_id) as summary:
+        result = enrol(session, store, engine, settings, user_id, images)
+        summary.update(enrolled=len(result.enrolled), rejected=[r for _, r in result.rejected])
     return EnrollOut(
         user_id=result.user_id,
         enrolled=[EnrolledImage(image_id=i, sha256=s) for i, s in result.enrolled],

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Security
 from sqlalchemy import func, select
 
-from service.api.deps import EngineDep, SessionDep, StoreDep
+from service.api.auditing import AuditDep
+from service.api.deps import EngineDep, SessionDep, StoreDep, require_scope
 from service.api.errors import USER_ID_PATTERN, ApiError
 from service.api.schemas import DeletedOut, ErrorOut, ImageOut, UserDetailOut, UserOut, UserPageOut
 from service.db_models import Image, User
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], dependencies=[Security(require_scope("manage"))])
 
 UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -87,13 +88,15 @@ def get_user(user_id: UserIdPath, session: SessionDep, engine: EngineDep) -> Use
 @router.delete(
     "/{user_id}", response_model=DeletedOut, responses=_NOT_FOUND, summary="Delete a user, rows and files"
 )
-def delete_user(user_id: UserIdPath, session: SessionDep, store: StoreDep) -> DeletedOut:
+def delete_user(user_id: UserIdPath, session: SessionDep, store: StoreDep, audit: AuditDep) -> DeletedOut:
     """Rows are deleted first (committed), then the files: a failure in between leaves unreferenced
     files, never rows pointing at missing files."""
-    user = _user_or_404(session, user_id)
-    paths = [image.path for image in user.images]
-    session.delete(user)
-    session.commit()
+    with audit.around("delete_user", user_id) as summary:
+        user = _user_or_404(session, user_id)
+        paths = [image.path for image in user.images]
+        session.delete(user)
+        session.commit()
+        summary["deleted_images"] = len(paths)
     for path in paths:
         store.delete(path)
     store.delete_user(user_id)
@@ -106,13 +109,17 @@ def delete_user(user_id: UserIdPath, session: SessionDep, store: StoreDep) -> De
     responses=_NOT_FOUND,
     summary="Delete one enrolled image (row and file)",
 )
-def delete_image(user_id: UserIdPath, image_id: int, session: SessionDep, store: StoreDep) -> DeletedOut:
-    user = _user_or_404(session, user_id)
-    image = session.scalar(select(Image).where(Image.id == image_id, Image.user_pk == user.id))
-    if image is None:
-        raise ApiError(404, "unknown_image", f"user {user_id!r} has no image {image_id}")
-    path = image.path
-    session.delete(image)
-    session.commit()
+def delete_image(
+    user_id: UserIdPath, image_id: int, session: SessionDep, store: StoreDep, audit: AuditDep
+) -> DeletedOut:
+    with audit.around("delete_image", user_id) as summary:
+        summary["image_id"] = image_id
+        user = _user_or_404(session, user_id)
+        image = session.scalar(select(Image).where(Image.id == image_id, Image.user_pk == user.id))
+        if image is None:
+            raise ApiError(404, "unknown_image", f"user {user_id!r} has no image {image_id}")
+        path = image.path
+        session.delete(image)
+        session.commit()
     store.delete(path)
     return DeletedOut(user_id=user_id, deleted_images=1)

@@ -1,0 +1,74 @@
+"""POST /users/{user_id}/unlock (manage) and GET /audit (admin)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from service.api.auditing import AuditDep
+from service.api.deps import AdminKey, ManageKey, SessionDep, UserDep
+from service.api.schemas import AuditEntryOut, AuditPageOut, ErrorOut, UnlockOut
+from service.security import audit as audit_log
+from service.security import lockout
+
+router = APIRouter(tags=["security"])
+
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "No or invalid API key."},
+    403: {"model": ErrorOut, "description": "The key lacks the needed scope."},
+}
+
+
+@router.post(
+    "/users/{user_id}/unlock",
+    response_model=UnlockOut,
+    responses={**_AUTH, 404: {"model": ErrorOut, "description": "Unknown user."}},
+    summary="Lift a verify lockout and forget the user's failed verifies",
+)
+def unlock(_key: ManageKey, user: UserDep, session: SessionDep, audit: AuditDep) -> UnlockOut:
+    with audit.around("unlock", user.user_id) as summary:
+        was_locked = lockout.unlock(session, user.user_id)
+        summary["was_locked"] = was_locked
+    return UnlockOut(user_id=user.user_id, was_locked=was_locked)
+
+
+@router.get("/audit", response_model=AuditPageOut, responses=_AUTH, summary="Audit trail, newest first")
+def list_audit(
+    _key: AdminKey,
+    session: SessionDep,
+    user_id: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=32)] = None,
+    outcome: Annotated[str | None, Query(max_length=16)] = None,
+    key_name: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[dt.datetime | None, Query(description="Entries at or after this time.")] = None,
+    until: Annotated[dt.datetime | None, Query(description="Entries before this time.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AuditPageOut:
+    filters = audit_log.AuditFilter(user_id, action, outcome, key_name, since, until)
+    rows, total = audit_log.page(session, filters, limit, offset)
+    return AuditPageOut(
+        entries=[
+            AuditEntryOut(
+                seq=r.seq,
+                time=r.time,
+                key_name=r.key_name,
+                user_id=r.user_id,
+                action=r.action,
+                outcome=r.outcome,
+                reason=r.reason,
+                summary=json.loads(r.summary),
+                request_id=r.request_id,
+                client=r.client,
+                prev_hash=r.prev_hash,
+                entry_hash=r.entry_hash,
+            )  # fmt: skip
+            for r in rows
+        ],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )

@@ -1,0 +1,119 @@
+"""Verification as a domain service: user id + image bytes + options in, a decision out.
+
+Knows nothing of HTTP: failures are `DomainError`s (mapped to statuses in service/api/errors.py).
+The vote rule itself stays the pure `service.verification.decide`; this module gathers its inputs
+(stored embeddings of the served model, the probe's embedding), applies the verify lockout around
+it and reports what the route and the audit trail need. Variants (a target FAR, a liveness
+challenge over frames) add fields to `VerifyOptions` or reuse `probe_embedding` / `score_probe`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.core.config import Settings
+from service.db_models import Image, User, embedding_from_bytes
+from service.domain_errors import Conflict, InvalidInput, NotFound, TooLarge
+from service.engine import FaceEngine, select_verify_face
+from service.security import lockout
+from service.uploads import TOO_BIG_REASONS, decode
+from service.verification import Decision, ThresholdError, Thresholds, decide, resolve_thresholds
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """What a request may choose; thresholds may only be tightened (see resolve_thresholds)."""
+
+    detection_threshold: float | None = None
+    verification_threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    user_id: str
+    decision: Decision
+    thresholds: Thresholds
+    box: list[int]
+    model_version: str
+    locked_for_s: int | None  # set when this failure locked the user
+
+
+def load_user(session: Session, user_id: str) -> User:
+    """The enrolled user, or 404 `unknown_user`."""
+    user = session.scalar(select(User).where(User.user_id == user_id))
+    if user is None:
+        raise NotFound("unknown_user", f"user {user_id!r} is not enrolled")
+    return user
+
+
+def policy_of(settings: Settings) -> lockout.LockoutPolicy:
+    return lockout.LockoutPolicy(
+        settings.lockout_max_failures,
+        settings.lockout_window_s,
+        settings.lockout_base_s,
+        settings.lockout_max_s,
+    )
+
+
+def enrolled_embeddings(session: Session, user: User, model_version: str) -> np.ndarray:
+    """The user's stored embeddings of `model_version`, stacked; 409 when there are none."""
+    rows = session.execute(
+        select(Image.embedding, Image.embedding_dim, Image.model_version).where(Image.user_pk == user.id)
+    ).all()
+    current = [embedding_from_bytes(blob, dim) for blob, dim, version in rows if version == model_version]
+    if current:
+        return np.stack(current)
+    if rows:
+        versions = sorted({version for _, _, version in rows})
+        raise Conflict(
+            "model_version_mismatch",
+            f"user {user.user_id!r} has embeddings of model version(s) {versions} only; the service runs "
+            f"{model_version!r}. Run `faceverify reembed` to recompute them from the stored images.",
+        )
+    raise Conflict("no_enrolled_images", f"user {user.user_id!r} has no enrolled images")
+
+
+def probe_embedding(engine: FaceEngine, settings: Settings, data: bytes) -> tuple[np.ndarray, list[int]]:
+    """Decode the probe, pick its face, embed it once: (embedding, face box)."""
+    rgb, reason = decode(data, settings.max_upload_bytes, settings.max_pixels)
+    if rgb is None:
+        reason = reason or "not_an_image"
+        error = TooLarge if reason in TOO_BIG_REASONS else InvalidInput
+        raise error(reason, f"image rejected: {reason}")
+    face = select_verify_face(engine.faces(rgb)).face
+    if face is None:
+        raise InvalidInput("no_face", "no face found in the image")
+    return engine.embed(face.chip[np.newaxis])[0], [int(v) for v in face.box]
+
+
+def verify_image(
+    session: Session,
+    engine: FaceEngine,
+    settings: Settings,
+    user_id: str,
+    data: bytes,
+    options: VerifyOptions,
+) -> VerifyResult:
+    """Verify `data` (encoded image bytes) against `user_id`'s enrolment; counts a failure to the lockout."""
+    try:
+        thresholds = resolve_thresholds(
+            engine.thresholds, options.detection_threshold, options.verification_threshold
+        )
+    except ThresholdError as exc:
+        raise InvalidInput("threshold_below_floor", str(exc)) from exc
+    user = load_user(session, user_id)
+    lockout.ensure_not_locked(session, user_id)
+    bank = enrolled_embeddings(session, user, engine.version)
+    session.rollback()  # release the read transaction before the CNN runs
+    probe, box = probe_embedding(engine, settings, data)
+    decision = decide(engine.score(probe, bank), thresholds)
+    locked_for: int | None = None
+    if decision.verified:
+        lockout.record_success(session, user_id)
+    else:
+        locked_for = lockout.record_failure(session, policy_of(settings), user_id)
+    return VerifyResult(user_id, decision, thresholds, box, engine.version, locked_for)
