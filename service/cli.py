@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # Each module exposes `register(subparsers)`; it adds its subcommands, each with `func=callable(args) -> int`.
 _COMMAND_MODULES: tuple[str, ...] = (
     "service.commands",
+    "service.storage_commands",
     "training.cli",
     "clients.webcam",
 )

@@ -9,10 +9,10 @@ import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile
 from sqlalchemy import select
 
-from service.api.deps import EngineDep, SessionDep, SettingsDep
+from service.api.deps import EngineDep, SessionDep, SettingsDep, StoreDep
 from service.api.errors import USER_ID_PATTERN, ApiError
 from service.api.schemas import ErrorOut, FaceOut, VerifyOut
-from service.db_models import Image, User, embedding_from_bytes
+from service.db_models import Image, User, open_embedding
 from service.engine import select_verify_face
 from service.uploads import TOO_BIG_REASONS, decode, read_upload
 from service.verification import ThresholdError, decide, resolve_thresholds
@@ -37,6 +37,7 @@ def verify(
     session: SessionDep,
     engine: EngineDep,
     settings: SettingsDep,
+    store: StoreDep,
     detection_threshold: Annotated[
         float | None, Form(description="Optional, >= the model card's floor: similarity needed for a vote.")
     ] = None,
@@ -57,13 +58,19 @@ def verify(
     if user is None:
         raise ApiError(404, "unknown_user", f"user {user_id!r} is not enrolled")
     rows = session.execute(
-        select(Image.embedding, Image.embedding_dim, Image.model_version).where(Image.user_pk == user.id)
+        select(Image.embedding, Image.embedding_dim, Image.sha256, Image.model_version).where(
+            Image.user_pk == user.id
+        )
     ).all()
     session.rollback()  # release the read transaction before the CNN runs
-    current = [embedding_from_bytes(blob, dim) for blob, dim, version in rows if version == engine.version]
+    current = [
+        open_embedding(store.keyring, blob, dim, user.id, sha)
+        for blob, dim, sha, version in rows
+        if version == engine.version
+    ]
     if not current:
         if rows:
-            versions = sorted({version for _, _, version in rows})
+            versions = sorted({version for _, _, _, version in rows})
             raise ApiError(
                 409,
                 "model_version_mismatch",
