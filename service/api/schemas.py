@@ -12,7 +12,8 @@ class ErrorOut(BaseModel):
     reason: str = Field(
         description="Stable machine-readable code: no_face, multiple_faces, not_an_image, empty, too_large, "
         "too_many_pixels, invalid_user_id, missing_field, invalid_request, threshold_below_floor, "
-        "unknown_user, unknown_image, model_version_mismatch, no_enrolled_images, too_many_files."
+        "unknown_user, unknown_image, model_version_mismatch, no_enrolled_images, too_many_files, "
+        "image_quota_exceeded, byte_quota_exceeded."
     )
 
 
