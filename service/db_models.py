@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from service.crypto import KeyRing, embedding_aad
+from service.store import user_dir_name
 
 # Deterministic constraint names so that migrations can refer to them on every backend.
 NAMING_CONVENTION = {
@@ -77,7 +78,11 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64), unique=True)
     store_dir: Mapped[str | None] = mapped_column(
-        String(32), index=True, doc="The user's photo directory (service.store.user_dir_name)."
+        String(32),
+        index=True,
+        default=lambda context: user_dir_name(context.get_current_parameters()["user_id"]),
+        doc="The user's photo directory (service.store.user_dir_name); the crash repair finds a "
+        "directory's rows by it.",
     )
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

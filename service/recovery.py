@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db_models import Image, User
-from service.store import TEMP_PREFIX, ImageStore
+from service.store import TEMP_PREFIX, ImageStore, user_dir_name
 from service.user_lock import lock_user_dir
 
 log = logging.getLogger("faceverify.storage")
@@ -104,6 +104,9 @@ def repair_store(
     """Every directory on disk and every user in the database; what start-up and the CLI run."""
     report = RepairReport()
     with session_factory() as session:
+        for user in session.scalars(select(User).where(User.store_dir.is_(None))):
+            user.store_dir = user_dir_name(user.user_id)  # users made by code that did not set it
+        session.commit()
         dirs = set(store.dir_names())
         dirs |= {d for d in session.scalars(select(User.store_dir)) if d}
         session.rollback()
