@@ -14,6 +14,7 @@ import hashlib
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +76,12 @@ def services() -> Iterator[list[LiveService]]:
         stop_service(service)
 
 
+# More than live_server's default: on a shared 2-core box under heavy load one start took > 240 s.
+READY_S = 600.0
+
+
 def _start(deployment: Deployment, services: list[LiveService], name: str) -> LiveService:
-    service = wait_ready(start_service(deployment.tmp, deployment.env, name))
+    service = wait_ready(start_service(deployment.tmp, deployment.env, name), time.monotonic() + READY_S)
     services.append(service)
     return service
 
@@ -183,8 +188,9 @@ def test_enrolments_racing_deletes_of_the_same_user_across_two_processes(
     first = start_service(deployment.tmp, deployment.env, "racer-a")
     second = start_service(deployment.tmp, deployment.env, "racer-b")
     services += [first, second]
-    wait_ready(first)
-    wait_ready(second)
+    deadline = time.monotonic() + READY_S
+    wait_ready(first, deadline)
+    wait_ready(second, deadline)
     photos = [("Tony_Blair", 1), ("Tony_Blair", 2)]
     shas = [hashlib.sha256(lfw_bytes(p, n)).hexdigest() for p, n in photos]
     rounds = 12
