@@ -34,7 +34,8 @@ from service.store import TEMP_PREFIX
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/live_server.py
 from live_server import LiveService, start_service, stop_service, wait_ready  # noqa: E402
 
-pytestmark = [pytest.mark.lfw, pytest.mark.slow]
+# Eight (or two) service starts; pyproject.toml's 600 s per-test timeout is too tight on a loaded box.
+pytestmark = [pytest.mark.lfw, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 VICTIM_PHOTOS = [("George_W_Bush", n) for n in (1, 2, 3)]
 
