@@ -15,6 +15,7 @@ from collections.abc import Sequence
 _COMMAND_MODULES: tuple[str, ...] = (
     "service.commands",
     "service.security.cli",
+    "service.storage_commands",
     "training.cli",
     "clients.webcam",
 )

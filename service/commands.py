@@ -70,9 +70,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not _check_model(settings):
         return 2
+    import os
+
     import uvicorn
 
     from service.main import create_app
+    from service.storage_setup import PRIVATE_UMASK
+
+    os.umask(PRIVATE_UMASK)  # photos, keys and the database are private to the service's user
 
     # The app's lifespan migrates to head (serialised across replicas) before taking traffic.
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
@@ -99,15 +104,16 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     from service.core.db import create_db_engine, make_session_factory, upgrade_to_head
     from service.engine import FaceEngine
     from service.reembed import reembed
-    from service.store import ImageStore
+    from service.storage_setup import open_storage
 
     engine = create_db_engine(settings.sqlalchemy_url)
     try:
         upgrade_to_head(engine)
+        _keyring, store = open_storage(settings)
         face_engine = FaceEngine(settings.model_dir, tf_threads=settings.tf_threads)
         report = reembed(
             make_session_factory(engine),
-            ImageStore(settings.image_dir),
+            store,
             face_engine,
             force=args.all,
             batch_size=args.batch_size,
@@ -118,4 +124,12 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     print(f"re-embedded {report.updated} image(s) with model {face_engine.version}")
     for image_id, reason in report.failed:
         print(f"  image {image_id}: {reason} (kept its old embedding; not used by verify)", file=sys.stderr)
-    return 1 if report.failed else 0
+    if report.embeddings_only:
+        print(
+            f"{len(report.embeddings_only)} image(s) were enrolled in embeddings-only mode "
+            f"(FACEVERIFY_STORE_PHOTOS=false): no photo was kept, so they CANNOT be re-embedded. "
+            f"Their users must re-enrol (POST /enroll) to verify with model {face_engine.version}; "
+            f"image ids: {report.embeddings_only}",
+            file=sys.stderr,
+        )
+    return 1 if report.failed or report.embeddings_only else 0

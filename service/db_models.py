@@ -11,6 +11,7 @@ import datetime as dt
 
 import numpy as np
 from sqlalchemy import (
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -19,8 +20,14 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    true,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from service.crypto import KeyRing, embedding_aad
+from service.store import user_dir_name
 
 # Deterministic constraint names so that migrations can refer to them on every backend.
 NAMING_CONVENTION = {
@@ -36,6 +43,31 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL keeps the zone (timestamptz); SQLite has no datetime type and hands back naive
+    values, which broke the API's declared date-time format (issue 8). Values are stored as UTC and
+    a naive value read back is UTC by construction, so it gets the UTC zone attached. Use this for
+    every datetime column.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column; use an aware one")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -45,7 +77,14 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64), unique=True)
-    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    store_dir: Mapped[str | None] = mapped_column(
+        String(32),
+        index=True,
+        default=lambda context: user_dir_name(context.get_current_parameters()["user_id"]),
+        doc="The user's photo directory (service.store.user_dir_name); the crash repair finds a "
+        "directory's rows by it.",
+    )
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     images: Mapped[list[Image]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True, order_by="Image.id"
@@ -62,16 +101,26 @@ class Image(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_pk: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     sha256: Mapped[str] = mapped_column(String(64))
-    path: Mapped[str] = mapped_column(String(255), doc="Relative to DATA_DIR/images.")
+    path: Mapped[str] = mapped_column(
+        String(255), doc="Relative to DATA_DIR/images; the file is the sealed photo (if photo_stored)."
+    )
     size: Mapped[int] = mapped_column(Integer)
     box_x: Mapped[int] = mapped_column(Integer)
     box_y: Mapped[int] = mapped_column(Integer)
     box_w: Mapped[int] = mapped_column(Integer)
     box_h: Mapped[int] = mapped_column(Integer)
-    embedding: Mapped[bytes] = mapped_column(LargeBinary, doc="float32 little-endian, embedding_dim values.")
+    embedding: Mapped[bytes] = mapped_column(
+        LargeBinary, doc="Sealed (service.crypto) float32 little-endian, embedding_dim values."
+    )
     embedding_dim: Mapped[int] = mapped_column(Integer)
     model_version: Mapped[str] = mapped_column(String(64))
-    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    photo_stored: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true(), doc="False in embeddings-only mode: no file."
+    )
+    key_id: Mapped[str | None] = mapped_column(
+        String(16), default=None, doc="Key that sealed the embedding and photo; NULL = legacy plaintext."
+    )
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     user: Mapped[User] = relationship(back_populates="images")
 
@@ -79,8 +128,17 @@ class Image(Base):
     def box(self) -> list[int]:
         return [self.box_x, self.box_y, self.box_w, self.box_h]
 
-    def vector(self) -> np.ndarray:
-        return embedding_from_bytes(self.embedding, self.embedding_dim)
+    def vector(self, keyring: KeyRing) -> np.ndarray:
+        return open_embedding(keyring, self.embedding, self.embedding_dim, self.user_pk, self.sha256)
+
+
+def seal_embedding(keyring: KeyRing, vector: np.ndarray, user_pk: int, sha256: str) -> bytes:
+    return keyring.seal(embedding_to_bytes(vector), embedding_aad(user_pk, sha256))
+
+
+def open_embedding(keyring: KeyRing, blob: bytes, dim: int, user_pk: int, sha256: str) -> np.ndarray:
+    """The stored vector: decrypted and authenticated against its row (user, sha256)."""
+    return embedding_from_bytes(keyring.open(blob, embedding_aad(user_pk, sha256)), dim)
 
 
 def embedding_to_bytes(vector: np.ndarray) -> bytes:
@@ -94,4 +152,13 @@ def embedding_from_bytes(blob: bytes, dim: int) -> np.ndarray:
     return vector.astype(np.float32)
 
 
-__all__ = ["Base", "Image", "User", "embedding_from_bytes", "embedding_to_bytes"]
+__all__ = [
+    "Base",
+    "Image",
+    "UTCDateTime",
+    "User",
+    "embedding_from_bytes",
+    "embedding_to_bytes",
+    "open_embedding",
+    "seal_embedding",
+]

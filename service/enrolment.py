@@ -1,40 +1,41 @@
-"""Enrolment: judge each uploaded photo, embed the usable ones once, store files and rows together.
+"""Enrolment as a domain service: judge each uploaded photo, embed the usable ones, store them.
 
-Ordering that keeps the store and the database consistent (no orphan files, no orphan rows):
+Takes plain (filename, bytes) uploads and raises `service.domain_errors` (no HTTP here).
 
-1. every new image is written to a temp file next to its final name (fsynced);
-2. the rows (user if new, one image row per photo, with its embedding) are committed in ONE
-   transaction;
-3. only then are the temp files renamed to their final names.
+Crash safety (issue 8): after the CPU work (decode, detect, embed) the write happens in ONE
+database transaction that holds the user's lock (service.user_lock):
 
-If the commit fails, the temp files are deleted and nothing is visible. If a rename fails after the
-commit, the just-committed rows are deleted again. A crash between 2 and 3 can leave a row whose file
-is missing (never a file without a row); re-enrolling the same photo restores the file, and
-`faceverify reembed` reports such rows.
+1. lock the user; create the user row if new; read the user's stored images (dedup, quotas);
+2. insert the new image rows (embeddings sealed) and flush, so their ids are known;
+3. write every photo file durably under its final name (sealed; temp -> fsync -> rename);
+4. commit.
 
-Concurrency: the unique constraint on (user, sha256) and on users.user_id decide races between two
-requests enrolling the same photo or creating the same user; the loser rolls back and retries,
-then finds the winner's rows and reports them as enrolled (idempotent, never a 500).
+A crash before 4 leaves nothing visible: the rows were never committed, and the files without
+rows (and any temp file) are removed by `service.recovery` at the next start. A crash after 4
+leaves the whole enrolment: every committed row already has its file. The lock makes enrol,
+delete, repair and key rotation of one user take turns, across processes, so an enrolment never
+acknowledges an image that is not stored, and ids come from this transaction's own rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
-from fastapi import UploadFile
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.api.errors import ApiError
 from service.core.config import Settings
-from service.db_models import Image, User, embedding_to_bytes
+from service.crashpoints import crash_point
+from service.db_models import Image, User, seal_embedding
+from service.domain_errors import Conflict, InvalidInput, TooLarge
 from service.engine import FaceEngine, select_enrolment_face
-from service.store import ImageStore, StagedFile, sha256_hex
-from service.uploads import TOO_BIG_REASONS, decode, read_upload
-
-_MAX_ATTEMPTS = 3
+from service.recovery import repair_dir
+from service.store import ImageStore, sha256_hex, user_dir_name
+from service.uploads import TOO_BIG_REASONS, decode
+from service.user_lock import lock_user_dir
 
 
 @dataclass
@@ -53,21 +54,12 @@ class EnrolResult:
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (filename, reason)
 
 
-def _existing(session: Session, user_id: str) -> dict[str, tuple[int, str]]:
-    """sha256 -> (image id, relative path) of the user's stored images (plain values, not ORM rows)."""
-    rows = session.execute(
-        select(Image.sha256, Image.id, Image.path).join(User).where(User.user_id == user_id)
-    )
-    return {sha: (image_id, path) for sha, image_id, path in rows}
-
-
-def _get_or_create_user(session: Session, user_id: str) -> User:
-    user = session.scalar(select(User).where(User.user_id == user_id))
-    if user is None:
-        user = User(user_id=user_id)
-        session.add(user)
-        session.flush()
-    return user
+@dataclass(frozen=True)
+class _Stored:
+    image_id: int
+    path: str
+    size: int
+    photo_stored: bool
 
 
 def enrol(
@@ -76,135 +68,189 @@ def enrol(
     engine: FaceEngine,
     settings: Settings,
     user_id: str,
-    uploads: list[UploadFile],
+    uploads: list[tuple[str, bytes]],
 ) -> EnrolResult:
+    """Enrol the usable photos among `uploads` for `user_id`; see the module docstring."""
     if len(uploads) > settings.max_images_per_enroll:
-        raise ApiError(
-            413, "too_many_files", f"at most {settings.max_images_per_enroll} images per request"
-        )
+        raise TooLarge("too_many_files", f"at most {settings.max_images_per_enroll} images per request")
     result = EnrolResult(user_id)
-    existing = _existing(session, user_id)
-    session.rollback()  # end the read transaction; the write transaction starts below
-    order: list[str] = []  # sha256 of each accepted upload, in upload order
-    candidates: dict[str, _Candidate] = {}
-
-    for upload in uploads:
-        item = read_upload(upload, settings.max_upload_bytes)
-        if item.reason is not None or item.data is None:
-            result.rejected.append((item.filename, item.reason or "empty"))
-            continue
-        digest = sha256_hex(item.data)
-        if digest in existing or digest in candidates:
-            order.append(digest)
-            if digest in existing:
-                _restore_missing_file(store, user_id, existing[digest], item.data)
-            continue
-        rgb, reason = decode(item.data, settings.max_upload_bytes, settings.max_pixels)
-        if rgb is None:
-            result.rejected.append((item.filename, reason or "not_an_image"))
-            continue
-        selection = select_enrolment_face(engine.faces(rgb))
-        if selection.face is None:
-            result.rejected.append((item.filename, selection.reason or "no_face"))
-            continue
-        face = selection.face
-        box = tuple(int(v) for v in face.box)
-        candidates[digest] = _Candidate(digest, item.data, (box[0], box[1], box[2], box[3]), face.chip)
-        order.append(digest)
-
+    order, candidates = _judge(engine, settings, uploads, result)
     if not order:
         reasons = {reason for _, reason in result.rejected}
-        status = 413 if reasons and reasons <= TOO_BIG_REASONS else 422
-        raise ApiError(
-            status,
-            "no_usable_image",
-            {
-                "message": "no image could be enrolled",
-                "rejected": [{"filename": f, "reason": r} for f, r in result.rejected],
-            },
-        )
-
-    pending = list(candidates.values())
-    if pending:
-        embeddings = engine.embed(np.stack([c.chip for c in pending]))
-        for candidate, vector in zip(pending, embeddings, strict=True):
-            candidate.embedding = vector
-
-    ids = _persist(session, store, engine, user_id, pending, existing)
-    result.enrolled = [(ids[digest], digest) for digest in dict.fromkeys(order)]
+        detail = {
+            "message": "no image could be enrolled",
+            "rejected": [{"filename": f, "reason": r} for f, r in result.rejected],
+        }
+        if reasons and reasons <= TOO_BIG_REASONS:
+            raise TooLarge("no_usable_image", detail)
+        raise InvalidInput("no_usable_image", detail)
+    embeddings = engine.embed(np.stack([c.chip for c in candidates.values()]))
+    for candidate, vector in zip(candidates.values(), embeddings, strict=True):
+        candidate.embedding = vector
+    ids = _persist(session, store, engine, settings, user_id, candidates)
+    result.enrolled = [(ids[digest], digest) for digest in order]
     return result
 
 
-def _restore_missing_file(store: ImageStore, user_id: str, row: tuple[int, str], data: bytes) -> None:
-    if not store.exists(row[1]):
-        store.publish(store.stage(user_id, data))
+def _judge(
+    engine: FaceEngine, settings: Settings, uploads: list[tuple[str, bytes]], result: EnrolResult
+) -> tuple[list[str], dict[str, _Candidate]]:
+    """Each photo on its own: one clear face -> candidate; else a rejection with a reason."""
+    order: list[str] = []  # sha256 of each accepted upload, in upload order, once each
+    candidates: dict[str, _Candidate] = {}
+    for filename, data in uploads:
+        if len(data) > settings.max_upload_bytes:
+            result.rejected.append((filename, "too_large"))
+            continue
+        if not data:
+            result.rejected.append((filename, "empty"))
+            continue
+        digest = sha256_hex(data)
+        if digest in candidates:
+            continue
+        rgb, reason = decode(data, settings.max_upload_bytes, settings.max_pixels)
+        if rgb is None:
+            result.rejected.append((filename, reason or "not_an_image"))
+            continue
+        selection = select_enrolment_face(engine.faces(rgb))
+        if selection.face is None:
+            result.rejected.append((filename, selection.reason or "no_face"))
+            continue
+        x, y, w, h = (int(v) for v in selection.face.box)
+        candidates[digest] = _Candidate(digest, data, (x, y, w, h), selection.face.chip)
+        order.append(digest)
+    return order, candidates
 
 
 def _persist(
     session: Session,
     store: ImageStore,
     engine: FaceEngine,
+    settings: Settings,
     user_id: str,
-    pending: list[_Candidate],
-    existing: dict[str, tuple[int, str]],
+    candidates: dict[str, _Candidate],
 ) -> dict[str, int]:
-    ids = {digest: row[0] for digest, row in existing.items()}
-    for _attempt in range(_MAX_ATTEMPTS):
-        todo = [c for c in pending if c.sha256 not in ids]
-        if not todo and ids:
-            # Everything was already stored (possibly by a concurrent request); nothing to write.
-            return ids
-        staged: list[StagedFile] = []
-        try:
-            staged = [store.stage(user_id, c.data) for c in todo]
-            user = _get_or_create_user(session, user_id)
-            rows = [_row(user, c, sf.relative_path, engine) for c, sf in zip(todo, staged, strict=True)]
-            session.add_all(rows)
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            _discard(store, staged)
-            ids.update({digest: row[0] for digest, row in _existing(session, user_id).items()})
-            session.rollback()
-            continue
-        except BaseException:
-            session.rollback()
-            _discard(store, staged)
-            raise
-        try:
-            for staged_file in staged:
-                store.publish(staged_file)
-        except BaseException:
-            for row in rows:
-                session.delete(row)
-            session.commit()
-            for staged_file in staged:
-                store.delete(staged_file.relative_path)
-            _discard(store, staged)
-            raise
+    """The locked write transaction (steps 1-4 of the module docstring); sha256 -> image id."""
+    if session.in_transaction():
+        session.commit()  # end any read transaction of the request: the lock must come first
+    crash_point("before_lock")
+    written: list[str] = []
+    try:
+        lock_user_dir(session, user_dir_name(user_id))
+        user = session.scalar(select(User).where(User.user_id == user_id))
+        if user is None:
+            user = User(user_id=user_id, store_dir=user_dir_name(user_id))
+            session.add(user)
+            session.flush()
+        stored = _stored(session, user.id)
+        new = [c for c in candidates.values() if c.sha256 not in stored]
+        _check_quotas(settings, user_id, stored, new)
+        rows = [_row(user, c, store, engine, settings) for c in new]
+        session.add_all(rows)
+        session.flush()
+        crash_point("after_rows_flushed")
+        ids = {sha: s.image_id for sha, s in stored.items()}
         ids.update({row.sha256: row.id for row in rows})
-        return ids
-    raise ApiError(409, "conflict", "concurrent changes to this user; retry the request")
+        if settings.store_photos:
+            for index, candidate in enumerate(new):
+                # Tracked before writing: a write that fails after its rename still gets cleaned up.
+                written.append(store.relative_path(user_id, candidate.sha256))
+                store.write_photo(user_id, user.id, candidate.sha256, candidate.data)
+                if index == 0:
+                    crash_point("after_first_publish")
+            _restore_missing_files(store, user_id, user.id, stored, candidates)
+        crash_point("before_commit")
+    except IntegrityError as exc:
+        _abandon(session, store, written)
+        raise Conflict("concurrent_change", "concurrent changes to this user; retry the request") from exc
+    except BaseException:
+        _abandon(session, store, written)
+        raise
+    try:
+        session.commit()
+    except BaseException:
+        # A commit that raised may still have committed (connection lost after the server's
+        # COMMIT), so the files are not simply deleted: the repair, under the lock, removes them
+        # only if their rows are absent. If the database is gone, the start-up repair does it.
+        session.rollback()
+        with contextlib.suppress(Exception):
+            repair_dir(session, store, user_dir_name(user_id), log_findings=False)
+        raise
+    crash_point("after_commit")
+    return ids
 
 
-def _row(user: User, candidate: _Candidate, relative_path: str, engine: FaceEngine) -> Image:
+def _abandon(session: Session, store: ImageStore, written: list[str]) -> None:
+    """Remove the files written for rows that will never commit, THEN roll back: the lock is still
+    held while deleting, so this cannot remove a file another request has just committed."""
+    try:
+        for relative in written:
+            store.delete(relative)
+    finally:
+        session.rollback()
+
+
+def _stored(session: Session, user_pk: int) -> dict[str, _Stored]:
+    rows = session.execute(
+        select(Image.sha256, Image.id, Image.path, Image.size, Image.photo_stored).where(
+            Image.user_pk == user_pk
+        )
+    )
+    return {sha: _Stored(image_id, path, size, kept) for sha, image_id, path, size, kept in rows}
+
+
+def _check_quotas(
+    settings: Settings, user_id: str, stored: dict[str, _Stored], new: list[_Candidate]
+) -> None:
+    """Checked under the user's lock, so concurrent enrolments cannot both squeeze past a quota."""
+    count = len(stored) + len(new)
+    if new and count > settings.max_images_per_user:
+        raise Conflict(
+            "image_quota_exceeded",
+            f"user {user_id!r} would have {count} images; at most {settings.max_images_per_user} are "
+            f"kept per user ({len(stored)} stored). Delete some images first.",
+        )
+    total = sum(s.size for s in stored.values()) + sum(len(c.data) for c in new)
+    if new and total > settings.max_bytes_per_user:
+        raise TooLarge(
+            "byte_quota_exceeded",
+            f"user {user_id!r} would store {total} bytes of photos; at most "
+            f"{settings.max_bytes_per_user} are kept per user. Delete some images first.",
+        )
+
+
+def _restore_missing_files(
+    store: ImageStore,
+    user_id: str,
+    user_pk: int,
+    stored: dict[str, _Stored],
+    candidates: dict[str, _Candidate],
+) -> None:
+    """A re-sent photo whose row lost its file (e.g. removed by hand) gets its file back."""
+    for sha, candidate in candidates.items():
+        existing = stored.get(sha)
+        if existing is not None and existing.photo_stored and not store.exists(existing.path):
+            store.write_photo(user_id, user_pk, sha, candidate.data)
+
+
+def _row(
+    user: User, candidate: _Candidate, store: ImageStore, engine: FaceEngine, settings: Settings
+) -> Image:
     assert candidate.embedding is not None
     x, y, w, h = candidate.box
+    keyring = store.keyring
     return Image(
         user_pk=user.id,
         sha256=candidate.sha256,
-        path=relative_path,
+        path=store.relative_path(user.user_id, candidate.sha256) if settings.store_photos else "",
         size=len(candidate.data),
         box_x=x,
         box_y=y,
         box_w=w,
         box_h=h,
-        embedding=embedding_to_bytes(candidate.embedding),
+        embedding=seal_embedding(keyring, candidate.embedding, user.id, candidate.sha256),
         embedding_dim=int(candidate.embedding.shape[0]),
         model_version=engine.version,
+        photo_stored=settings.store_photos,
+        key_id=keyring.current_id,
     )
-
-
-def _discard(store: ImageStore, staged: list[StagedFile]) -> None:
-    for staged_file in staged:
-        store.discard(staged_file)

@@ -19,10 +19,11 @@ from service.api.routes import enroll, health, security, users, verify
 from service.core.config import Settings
 from service.core.db import create_db_engine, make_session_factory, upgrade_to_head
 from service.engine import FaceEngine
+from service.recovery import repair_store
 from service.security.bootstrap import ensure_admin_key
 from service.security.middleware import SecurityMiddleware
 from service.security.ratelimit import RateLimiter
-from service.store import ImageStore
+from service.storage_setup import open_storage
 
 DESCRIPTION = """
 Enrol people from a few photos and verify a new photo against them.
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        keyring, store = await run_in_threadpool(open_storage, settings)  # before SQLite creates its file
         db_engine = create_db_engine(settings.sqlalchemy_url)
         try:
             if settings.migrate_on_startup:
@@ -50,14 +52,16 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
             engine = face_engine or await run_in_threadpool(
                 FaceEngine, settings.model_dir, None, settings.tf_threads
             )
-            settings.image_dir.mkdir(parents=True, exist_ok=True)
             app.state.settings = settings
             app.state.db_engine = db_engine
             app.state.session_factory = make_session_factory(db_engine)
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
             if settings.bootstrap_admin_key:
                 await run_in_threadpool(ensure_admin_key, app.state.session_factory, settings.admin_key_file)
-            app.state.store = ImageStore(settings.image_dir)
+            app.state.keyring = keyring
+            app.state.store = store
+            # Crash repair: temp files, files without rows, rows without files (logged).
+            await run_in_threadpool(repair_store, app.state.session_factory, store)
             app.state.face_engine = engine
             yield
         finally:

@@ -1,9 +1,14 @@
-"""Recompute stored embeddings with the served model, from the stored original images.
+"""Recompute stored embeddings with the served model, from the stored (encrypted) photos.
 
 Needed when the model version changes: embeddings of different models are not comparable, so
 verify only uses rows of the served version (and answers 409 until this has run). Work is done in
 batches (one `embed` call and one commit per batch), so an interrupted run keeps its progress and
-a rerun continues where it stopped.
+a rerun continues where it stopped. The CNN runs outside any lock; each row is then updated by id,
+so a row deleted meanwhile is simply skipped.
+
+Rows enrolled in embeddings-only mode (`FACEVERIFY_STORE_PHOTOS=false`) have no photo to embed
+again: they are reported apart (`embeddings_only`), and those users must re-enrol. That is the
+price of keeping no photos.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db_models import Image, embedding_to_bytes
+from service.crypto import DecryptionError
+from service.db_models import Image, seal_embedding
 from service.engine import FaceEngine, select_enrolment_face
 from service.store import ImageStore
 from service.uploads import decode
@@ -24,6 +30,16 @@ from service.uploads import decode
 class ReembedReport:
     updated: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)  # (image id, reason)
+    embeddings_only: list[int] = field(default_factory=list)  # image ids without a stored photo
+
+
+@dataclass(frozen=True)
+class _Ready:
+    image_id: int
+    user_pk: int
+    sha256: str
+    chip: np.ndarray
+    box: list[int]
 
 
 def reembed(
@@ -44,29 +60,62 @@ def reembed(
         ids = list(session.scalars(query))
     for start in range(0, len(ids), batch_size):
         with session_factory() as session:
-            rows = session.scalars(select(Image).where(Image.id.in_(ids[start : start + batch_size]))).all()
-            ready: list[tuple[Image, np.ndarray, list[int]]] = []
-            for row in rows:
-                if not store.exists(row.path):
-                    report.failed.append((row.id, "file_missing"))
-                    continue
-                data = store.read(row.path)
-                rgb, reason = decode(data, max(len(data), 1), max_pixels)
-                if rgb is None:
-                    report.failed.append((row.id, reason or "not_an_image"))
-                    continue
-                selection = select_enrolment_face(engine.faces(rgb))
-                if selection.face is None:
-                    report.failed.append((row.id, selection.reason or "no_face"))
-                    continue
-                ready.append((row, selection.face.chip, [int(v) for v in selection.face.box]))
-            if ready:
-                vectors = engine.embed(np.stack([chip for _, chip, _ in ready]))
-                for (row, _, box), vector in zip(ready, vectors, strict=True):
-                    row.embedding = embedding_to_bytes(vector)
-                    row.embedding_dim = int(vector.shape[0])
-                    row.model_version = engine.version
-                    row.box_x, row.box_y, row.box_w, row.box_h = box
-                session.commit()
-                report.updated += len(ready)
+            rows = session.execute(
+                select(Image.id, Image.user_pk, Image.sha256, Image.path, Image.photo_stored).where(
+                    Image.id.in_(ids[start : start + batch_size])
+                )
+            ).all()
+            session.rollback()
+            ready = [r for r in (_prepare(store, engine, row, max_pixels, report) for row in rows) if r]
+            if not ready:
+                continue
+            vectors = engine.embed(np.stack([r.chip for r in ready]))
+            for item, vector in zip(ready, vectors, strict=True):
+                result = session.execute(
+                    update(Image)
+                    .where(Image.id == item.image_id, Image.sha256 == item.sha256)
+                    .values(
+                        embedding=seal_embedding(store.keyring, vector, item.user_pk, item.sha256),
+                        embedding_dim=int(vector.shape[0]),
+                        model_version=engine.version,
+                        box_x=item.box[0],
+                        box_y=item.box[1],
+                        box_w=item.box[2],
+                        box_h=item.box[3],
+                        key_id=store.keyring.current_id,
+                    )
+                )
+                report.updated += int(getattr(result, "rowcount", 0) or 0)
+            session.commit()
     return report
+
+
+def _prepare(
+    store: ImageStore,
+    engine: FaceEngine,
+    row: Row[int, int, str, str, bool],
+    max_pixels: int,
+    report: ReembedReport,
+) -> _Ready | None:
+    image_id, user_pk, sha256, path, photo_stored = row
+    if not photo_stored:
+        report.embeddings_only.append(int(image_id))
+        return None
+    if not store.exists(path):
+        report.failed.append((int(image_id), "file_missing"))
+        return None
+    try:
+        data = store.read_photo(path, int(user_pk), str(sha256))
+    except DecryptionError:
+        report.failed.append((int(image_id), "undecryptable"))
+        return None
+    rgb, reason = decode(data, max(len(data), 1), max_pixels)
+    if rgb is None:
+        report.failed.append((int(image_id), reason or "not_an_image"))
+        return None
+    selection = select_enrolment_face(engine.faces(rgb))
+    if selection.face is None:
+        report.failed.append((int(image_id), selection.reason or "no_face"))
+        return None
+    box = [int(v) for v in selection.face.box]
+    return _Ready(int(image_id), int(user_pk), str(sha256), selection.face.chip, box)

@@ -1,10 +1,14 @@
-"""Content-addressed image store under `DATA_DIR/images`.
+"""The photo store under `DATA_DIR/images`: one encrypted file per enrolled photo.
 
-Files are named by the sha256 of their bytes inside a directory per user (named by a hash of the
-user id, so any valid user id, including "." or "..", maps to a safe path). Per-user directories
-mean deleting a user never touches another user's files, and the same photo enrolled twice by the
-same user is the same file. Writes go to a temp file in the same directory, are fsynced, then
-renamed into place, so a reader never sees a half-written image.
+Files are named by the sha256 of the photo inside a directory per user (named by a hash of the
+user id, so any valid user id, including "." or "..", maps to a safe path, and deleting a user
+never touches another user's files). Each file is the photo sealed with AES-GCM (service.crypto),
+bound to its user row and sha256.
+
+Writes are crash-safe: temp file (".tmp-*", 0600) -> fsync -> rename into place -> fsync the
+directory. Callers write while holding the user's lock (service.user_lock) and BEFORE committing
+the rows, so a committed row always has its file; what a crash leaves behind (temp files, files
+whose rows never committed) is removed by `service.recovery` at start-up.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
-import tempfile
-from dataclasses import dataclass
+import secrets
 from pathlib import Path
+
+from service.crashpoints import crash_point
+from service.crypto import KeyRing, ensure_private_dir, fsync_dir, photo_aad, sealed_key_id
+
+TEMP_PREFIX = ".tmp-"
 
 
 def sha256_hex(data: bytes) -> str:
@@ -26,18 +33,13 @@ def user_dir_name(user_id: str) -> str:
     return hashlib.sha256(user_id.encode("utf-8")).hexdigest()[:32]
 
 
-@dataclass(frozen=True)
-class StagedFile:
-    """A file written to a temp name, not yet visible under its final name."""
-
-    temp_path: Path
-    final_path: Path
-    relative_path: str
-
-
 class ImageStore:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, keyring: KeyRing):
         self.root = Path(root)
+        self.keyring = keyring
+
+    def ensure_root(self) -> None:
+        ensure_private_dir(self.root)
 
     def relative_path(self, user_id: str, sha256: str) -> str:
         return f"{user_dir_name(user_id)}/{sha256}"
@@ -48,35 +50,42 @@ class ImageStore:
             raise ValueError(f"path escapes the image store: {relative_path!r}")
         return path
 
-    def stage(self, user_id: str, data: bytes) -> StagedFile:
-        """Write `data` durably under a temp name next to its final place (same filesystem)."""
-        relative = self.relative_path(user_id, sha256_hex(data))
-        final = self.absolute(relative)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=".tmp-", dir=final.parent)
+    def write_photo(self, user_id: str, user_pk: int, sha256: str, data: bytes) -> str:
+        """Seal and durably write one photo under its final name; returns its relative path."""
+        relative = self.relative_path(user_id, sha256)
+        self._write_atomic(self.absolute(relative), self.keyring.seal(data, photo_aad(user_pk, sha256)))
+        return relative
+
+    def read_photo(self, relative_path: str, user_pk: int, sha256: str) -> bytes:
+        """The photo's plaintext (raises DecryptionError if the file is not this row's)."""
+        return self.keyring.open(self.absolute(relative_path).read_bytes(), photo_aad(user_pk, sha256))
+
+    def reseal(self, relative_path: str, user_pk: int, sha256: str) -> bool:
+        """Re-encrypt a file under the current key (atomic replace); False if it already was."""
+        path = self.absolute(relative_path)
+        blob = path.read_bytes()
+        if sealed_key_id(blob) == self.keyring.current_id:
+            return False
+        aad = photo_aad(user_pk, sha256)
+        self._write_atomic(path, self.keyring.seal(self.keyring.open(blob, aad), aad))
+        return True
+
+    def _write_atomic(self, final: Path, blob: bytes) -> None:
+        ensure_private_dir(final.parent)
+        temp = final.with_name(f"{TEMP_PREFIX}{final.name}-{secrets.token_hex(6)}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                handle.write(blob)
                 handle.flush()
                 os.fsync(handle.fileno())
+            crash_point("after_temp_write")
+            os.replace(temp, final)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp_name)
+                os.unlink(temp)
             raise
-        return StagedFile(Path(temp_name), final, relative)
-
-    @staticmethod
-    def publish(staged: StagedFile) -> None:
-        """Atomically move a staged file to its final name (identical content if it already exists)."""
-        os.replace(staged.temp_path, staged.final_path)
-
-    @staticmethod
-    def discard(staged: StagedFile) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(staged.temp_path)
-
-    def read(self, relative_path: str) -> bytes:
-        return self.absolute(relative_path).read_bytes()
+        fsync_dir(final.parent)
 
     def exists(self, relative_path: str) -> bool:
         return self.absolute(relative_path).is_file()
@@ -85,8 +94,22 @@ class ImageStore:
         with contextlib.suppress(FileNotFoundError):
             self.absolute(relative_path).unlink()
 
-    def delete_user(self, user_id: str) -> None:
-        shutil.rmtree(self.root / user_dir_name(user_id), ignore_errors=True)
+    def dir_names(self) -> list[str]:
+        """Every per-user directory on disk."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir())
+
+    def dir_entries(self, dir_name: str) -> list[str]:
+        """Names of the files in one user directory (temp files included)."""
+        directory = self.root / dir_name
+        if not directory.is_dir():
+            return []
+        return sorted(p.name for p in directory.iterdir() if p.is_file())
+
+    def remove_dir_if_empty(self, dir_name: str) -> None:
+        with contextlib.suppress(FileNotFoundError, OSError):
+            (self.root / dir_name).rmdir()
 
     def files(self) -> list[Path]:
         """Every file in the store (temp files included): what the orphan checks in tests compare."""

@@ -16,11 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.core.config import Settings
-from service.db_models import Image, User, embedding_from_bytes
-from service.domain_errors import Conflict, InvalidInput, NotFound, TooLarge
+from service.crypto import KeyRing
+from service.db_models import Image, User, open_embedding
+from service.domain_errors import Conflict, InvalidInput, TooLarge
 from service.engine import FaceEngine, select_verify_face
 from service.security import lockout
 from service.uploads import TOO_BIG_REASONS, decode
+from service.user_admin import require_user
 from service.verification import Decision, ThresholdError, Thresholds, decide, resolve_thresholds
 
 
@@ -42,14 +44,6 @@ class VerifyResult:
     locked_for_s: int | None  # set when this failure locked the user
 
 
-def load_user(session: Session, user_id: str) -> User:
-    """The enrolled user, or 404 `unknown_user`."""
-    user = session.scalar(select(User).where(User.user_id == user_id))
-    if user is None:
-        raise NotFound("unknown_user", f"user {user_id!r} is not enrolled")
-    return user
-
-
 def policy_of(settings: Settings) -> lockout.LockoutPolicy:
     return lockout.LockoutPolicy(
         settings.lockout_max_failures,
@@ -59,16 +53,24 @@ def policy_of(settings: Settings) -> lockout.LockoutPolicy:
     )
 
 
-def enrolled_embeddings(session: Session, user: User, model_version: str) -> np.ndarray:
-    """The user's stored embeddings of `model_version`, stacked; 409 when there are none."""
+def enrolled_embeddings(
+    session: Session, keyring: KeyRing, user: User, model_version: str
+) -> np.ndarray:
+    """The user's stored embeddings of `model_version`, decrypted and stacked; 409 when there are none."""
     rows = session.execute(
-        select(Image.embedding, Image.embedding_dim, Image.model_version).where(Image.user_pk == user.id)
+        select(Image.embedding, Image.embedding_dim, Image.sha256, Image.model_version).where(
+            Image.user_pk == user.id
+        )
     ).all()
-    current = [embedding_from_bytes(blob, dim) for blob, dim, version in rows if version == model_version]
+    current = [
+        open_embedding(keyring, blob, dim, user.id, sha)
+        for blob, dim, sha, version in rows
+        if version == model_version
+    ]
     if current:
         return np.stack(current)
     if rows:
-        versions = sorted({version for _, _, version in rows})
+        versions = sorted({version for _, _, _, version in rows})
         raise Conflict(
             "model_version_mismatch",
             f"user {user.user_id!r} has embeddings of model version(s) {versions} only; the service runs "
@@ -94,6 +96,7 @@ def verify_image(
     session: Session,
     engine: FaceEngine,
     settings: Settings,
+    keyring: KeyRing,
     user_id: str,
     data: bytes,
     options: VerifyOptions,
@@ -105,9 +108,9 @@ def verify_image(
         )
     except ThresholdError as exc:
         raise InvalidInput("threshold_below_floor", str(exc)) from exc
-    user = load_user(session, user_id)
+    user = require_user(session, user_id)
     lockout.ensure_not_locked(session, user_id)
-    bank = enrolled_embeddings(session, user, engine.version)
+    bank = enrolled_embeddings(session, keyring, user, engine.version)
     session.rollback()  # release the read transaction before the CNN runs
     probe, box = probe_embedding(engine, settings, data)
     decision = decide(engine.score(probe, bank), thresholds)

@@ -22,7 +22,7 @@ from service.engine import FaceEngine
 from service.security.keys import Principal, authenticate
 from service.security.ratelimit import RateLimiter
 from service.store import ImageStore
-from service.verify_service import load_user
+from service.user_admin import require_user
 
 
 def get_settings(request: Request) -> Settings:
@@ -92,7 +92,7 @@ UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="1-64 char
 
 def get_user_or_404(user_id: UserIdPath, session: SessionDep) -> User:
     """ "User or 404" as one dependency for routes with a `{user_id}` path parameter."""
-    return load_user(session, user_id)
+    return require_user(session, user_id)
 
 
 UserDep = Annotated[User, Depends(get_user_or_404)]

@@ -13,7 +13,8 @@ class ErrorOut(BaseModel):
         description="Stable machine-readable code: no_face, multiple_faces, not_an_image, empty, too_large, "
         "too_many_pixels, invalid_user_id, missing_field, invalid_request, threshold_below_floor, "
         "unknown_user, unknown_image, model_version_mismatch, no_enrolled_images, too_many_files, "
-        "missing_api_key, invalid_api_key, insufficient_scope, locked_out, rate_limited, invalid_host."
+        "missing_api_key, invalid_api_key, insufficient_scope, locked_out, rate_limited, invalid_host, "
+        "image_quota_exceeded, byte_quota_exceeded."
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
@@ -52,6 +52,30 @@ class Settings(BaseSettings):
     )
     tf_threads: int = Field(
         default=0, ge=0, description="TensorFlow intra/inter-op threads; 0 lets TF decide."
+    )
+    # ----------------------------------------------------------- storage (README "Encryption and storage")
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="Data key for stored photos and embeddings (AES-256-GCM): base64 of 32 bytes. "
+        "Unset: a key file DATA_DIR/encryption-keys.json (0600) is created on first start and used.",
+    )
+    encryption_old_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Comma-separated base64 keys still needed to READ data sealed before a rotation "
+        "(with ENCRYPTION_KEY set to the new key, until `faceverify encryption rotate` has run).",
+    )
+    store_photos: bool = Field(
+        default=True,
+        description="Keep the enrolled photos (encrypted). False = embeddings only: no photo is ever "
+        "written, but a model change then needs every user to re-enrol (reembed cannot work).",
+    )
+    max_images_per_user: int = Field(
+        default=100, gt=0, description="Most stored images per user (409 image_quota_exceeded above)."
+    )
+    max_bytes_per_user: int = Field(
+        default=100 * MB,
+        gt=0,
+        description="Most uploaded photo bytes stored per user (413 byte_quota_exceeded above).",
     )
 
     # --- security (issue 9): keys, lockout, rate limit, audit, web hardening -------------------

@@ -67,9 +67,10 @@ def test_enroll_stores_file_row_and_embedding_and_is_idempotent(client, backend)
 
     [row] = _rows(client)
     assert row.id == entry["image_id"] and row.model_version == "tiny-test-1"
-    assert row.vector().shape == (32,) and abs(float((row.vector() ** 2).sum()) - 1.0) < 1e-4
+    vector = row.vector(client.app.state.keyring)
+    assert vector.shape == (32,) and abs(float((vector**2).sum()) - 1.0) < 1e-4
     store = client.app.state.store
-    assert store.read(row.path) == photo
+    assert store.read_photo(row.path, row.user_pk, row.sha256) == photo
     assert row.box_w > 40 and row.box_h > 40
 
     again = enroll(client, "george.bush", ("copy.jpg", photo), ("same-again.jpg", photo))
@@ -295,27 +296,34 @@ def test_failed_commit_leaves_no_orphan_files_or_rows(client, monkeypatch) -> No
     assert [r.id for r in _rows(client)] == before_rows and _users(client) == ["bush"]
 
 
-def test_failed_rename_after_commit_removes_the_rows(client, monkeypatch) -> None:
+def test_failed_photo_write_leaves_no_rows_or_files(client, monkeypatch) -> None:
     from service.store import ImageStore
 
-    def broken_publish(staged):
-        raise OSError("injected: disk full at rename")
+    real_write = ImageStore.write_photo
+    calls = []
 
-    monkeypatch.setattr(ImageStore, "publish", staticmethod(broken_publish))
-    _assert_error(enroll(client, "bush", ("a.jpg", lfw_bytes(*BUSH))), 500, "internal_error")
+    def write_then_fail(self, *args):
+        calls.append(real_write(self, *args))  # the first photo lands, the second write fails
+        if len(calls) == 2:
+            raise OSError("injected: disk full")
+        return calls[-1]
+
+    monkeypatch.setattr(ImageStore, "write_photo", write_then_fail)
+    photos = [("a.jpg", lfw_bytes(*BUSH)), ("b.jpg", lfw_bytes("George_W_Bush", 2))]
+    _assert_error(enroll(client, "bush", *photos), 500, "internal_error")
     monkeypatch.undo()
     assert _rows(client) == [] and client.app.state.store.files() == []
 
 
 def test_re_enrolling_restores_a_file_lost_after_commit(client) -> None:
-    """The one window the ordering leaves (crash after commit, before rename) heals on re-enrolment."""
+    """A row whose file was removed by hand gets it back when the same photo is enrolled again."""
     photo = lfw_bytes(*BUSH)
     enroll(client, "bush", ("a.jpg", photo))
     [row] = _rows(client)
     store = client.app.state.store
     store.delete(row.path)
     assert enroll(client, "bush", ("a.jpg", photo)).json()["enrolled"][0]["image_id"] == row.id
-    assert store.read(row.path) == photo and len(_rows(client)) == 1
+    assert store.read_photo(row.path, row.user_pk, row.sha256) == photo and len(_rows(client)) == 1
 
 
 def test_concurrent_enrolment_of_the_same_photo_is_idempotent(client) -> None:

@@ -55,7 +55,8 @@ def test_model_change_needs_reembed_then_verifies(
         with client.app.state.session_factory() as session:
             [row] = session.scalars(select(Image)).all()
         assert row.model_version == "tiny-test-2"
-        assert row.vector() == pytest.approx(engine_v2.embed(face_engine.faces(_rgb(photo))[0].chip[None])[0])
+        expected = engine_v2.embed(face_engine.faces(_rgb(photo))[0].chip[None])[0]
+        assert row.vector(client.app.state.keyring) == pytest.approx(expected)
     assert cli_main(["reembed"]) == 0  # nothing left to do: idempotent
 
 

@@ -1,4 +1,4 @@
-"""POST /enroll: store a user's reference photos and their embeddings."""
+"""POST /enroll: store a user's reference photos and their embeddings (HTTP <-> service.enrolment)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,12 @@ router = APIRouter(tags=["enrolment"])
     response_model=EnrollOut,
     summary="Enrol reference photos of a user",
     responses={
-        413: {"model": ErrorOut, "description": "Request body, file count or every image too large."},
+        409: {"model": ErrorOut, "description": "Per-user image quota reached (image_quota_exceeded)."},
+        413: {
+            "model": ErrorOut,
+            "description": "Request body, file count, every image, or the per-user byte quota "
+            "(byte_quota_exceeded) too large.",
+        },
         422: {"model": ErrorOut, "description": "Invalid user_id, missing field, or no image usable."},
     },
 )
@@ -40,9 +45,12 @@ def enroll(
     """Each photo is judged on its own: exactly one clear face -> stored with its embedding; otherwise
     rejected with a reason. A photo with a second face at least half as wide as the largest is
     `multiple_faces`; smaller background faces are ignored. Re-sending a stored photo is idempotent
-    (sha256). 422 when nothing could be enrolled (413 when every image was too large)."""
+    (sha256). 422 when nothing could be enrolled (413 when every image was too large). Either the
+    whole enrolment is stored or none of it, also across a crash."""
     with audit.around("enroll", user_id) as summary:
-        result = enrol(session, store, engine, settings, user_id, images)
+        # At most max_upload_bytes + 1 bytes per file: enough for the service to say `too_large`.
+        uploads = [(u.filename or "", u.file.read(settings.max_upload_bytes + 1)) for u in images]
+        result = enrol(session, store, engine, settings, user_id, uploads)
         summary.update(enrolled=len(result.enrolled), rejected=[r for _, r in result.rejected])
     return EnrollOut(
         user_id=result.user_id,

@@ -9,30 +9,30 @@ from sqlalchemy import func, select
 
 from service.api.auditing import AuditDep
 from service.api.deps import EngineDep, SessionDep, StoreDep, require_scope
-from service.api.errors import USER_ID_PATTERN, ApiError
+from service.api.errors import USER_ID_PATTERN
 from service.api.schemas import DeletedOut, ErrorOut, ImageOut, UserDetailOut, UserOut, UserPageOut
 from service.db_models import Image, User
+from service.user_admin import delete_image as delete_image_of_user
+from service.user_admin import delete_user as delete_user_and_images
+from service.user_admin import require_user
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Security(require_scope("manage"))])
 
 UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")]
+# Ids and offsets are bounded so that an out-of-range integer is a 422, never a database overflow
+# (500) - PostgreSQL's INTEGER columns end at 2**31 - 1 (issue 8).
+MAX_DB_INT = 2**31 - 1
+ImageIdPath = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="An image id from GET /users/{id}.")]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "Unknown user or image."}
 }
-
-
-def _user_or_404(session: SessionDep, user_id: str) -> User:
-    user = session.scalar(select(User).where(User.user_id == user_id))
-    if user is None:
-        raise ApiError(404, "unknown_user", f"user {user_id!r} is not enrolled")
-    return user
 
 
 @router.get("", response_model=UserPageOut, summary="List enrolled users (paginated, by user_id)")
 def list_users(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Users to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_DB_INT, description="Users to skip.")] = 0,
 ) -> UserPageOut:
     total = session.scalar(select(func.count()).select_from(User)) or 0
     users = session.scalars(select(User).order_by(User.user_id).limit(limit).offset(offset)).all()
@@ -66,7 +66,7 @@ def list_users(
     "/{user_id}", response_model=UserDetailOut, responses=_NOT_FOUND, summary="A user and their images"
 )
 def get_user(user_id: UserIdPath, session: SessionDep, engine: EngineDep) -> UserDetailOut:
-    user = _user_or_404(session, user_id)
+    user = require_user(session, user_id)
     return UserDetailOut(
         user_id=user.user_id,
         created=user.created,
@@ -89,18 +89,12 @@ def get_user(user_id: UserIdPath, session: SessionDep, engine: EngineDep) -> Use
     "/{user_id}", response_model=DeletedOut, responses=_NOT_FOUND, summary="Delete a user, rows and files"
 )
 def delete_user(user_id: UserIdPath, session: SessionDep, store: StoreDep, audit: AuditDep) -> DeletedOut:
-    """Rows are deleted first (committed), then the files: a failure in between leaves unreferenced
-    files, never rows pointing at missing files."""
+    """Rows first (committed under the user's lock), then the files: a crash in between leaves
+    files without rows (removed at the next start), never rows pointing at missing files."""
     with audit.around("delete_user", user_id) as summary:
-        user = _user_or_404(session, user_id)
-        paths = [image.path for image in user.images]
-        session.delete(user)
-        session.commit()
-        summary["deleted_images"] = len(paths)
-    for path in paths:
-        store.delete(path)
-    store.delete_user(user_id)
-    return DeletedOut(user_id=user_id, deleted_images=len(paths))
+        deleted = delete_user_and_images(session, store, user_id)
+        summary["deleted_images"] = deleted
+    return DeletedOut(user_id=user_id, deleted_images=deleted)
 
 
 @router.delete(
@@ -110,16 +104,9 @@ def delete_user(user_id: UserIdPath, session: SessionDep, store: StoreDep, audit
     summary="Delete one enrolled image (row and file)",
 )
 def delete_image(
-    user_id: UserIdPath, image_id: int, session: SessionDep, store: StoreDep, audit: AuditDep
+    user_id: UserIdPath, image_id: ImageIdPath, session: SessionDep, store: StoreDep, audit: AuditDep
 ) -> DeletedOut:
     with audit.around("delete_image", user_id) as summary:
         summary["image_id"] = image_id
-        user = _user_or_404(session, user_id)
-        image = session.scalar(select(Image).where(Image.id == image_id, Image.user_pk == user.id))
-        if image is None:
-            raise ApiError(404, "unknown_image", f"user {user_id!r} has no image {image_id}")
-        path = image.path
-        session.delete(image)
-        session.commit()
-    store.delete(path)
+        delete_image_of_user(session, store, user_id, image_id)
     return DeletedOut(user_id=user_id, deleted_images=1)

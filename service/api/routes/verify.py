@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 
 from service.api.auditing import AuditDep
-from service.api.deps import EngineDep, SessionDep, SettingsDep, VerifyKey
+from service.api.deps import EngineDep, SessionDep, SettingsDep, StoreDep, VerifyKey
 from service.api.errors import USER_ID_PATTERN
 from service.api.schemas import ErrorOut, FaceOut, VerifyOut
 from service.domain_errors import InvalidInput, TooLarge
@@ -48,6 +48,7 @@ def verify(
     engine: EngineDep,
     settings: SettingsDep,
     audit: AuditDep,
+    store: StoreDep,
     detection_threshold: Annotated[
         float | None, Form(description="Optional, >= the model card's floor: similarity needed for a vote.")
     ] = None,
@@ -68,7 +69,7 @@ def verify(
                 reason, f"image rejected: {reason}"
             )
         options = VerifyOptions(detection_threshold, verification_threshold)
-        result = verify_image(session, engine, settings, user_id, upload.data, options)
+        result = verify_image(session, engine, settings, store.keyring, user_id, upload.data, options)
         decision = result.decision
         summary.update(
             outcome="ok" if decision.verified else "denied",
