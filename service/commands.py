@@ -83,7 +83,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from service.core.db import create_db_engine, current_revision, upgrade_to_head
 
     settings = _settings(args)
-    engine = create_db_engine(settings.sqlalchemy_url)
+    engine = create_db_engine(settings.sqlalchemy_url, settings, bounded=False)
     try:
         upgrade_to_head(engine)
         print(f"database at revision {current_revision(engine)} ({engine.url.render_as_string()})")

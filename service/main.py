@@ -3,6 +3,9 @@
 The lifespan opens the database (bringing the schema to head unless disabled), loads the face
 pipeline and served model once, and shares them through `app.state`; endpoints are plain `def`
 functions so FastAPI runs inference in its thread pool, off the event loop.
+
+Middleware, outermost first: RequestGuard (request id, body deadlines, the one 500 answer) ->
+Admission (sheds load on the CPU-heavy routes before their body is read) -> BodySizeLimit.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from service.admission import AdmissionMiddleware
 from service.api.errors import BodySizeLimitMiddleware, install_error_handlers
 from service.api.routes import enroll, health, users, verify
+from service.api.routes.health import DatabaseProbe
 from service.core.config import Settings
 from service.core.db import create_db_engine, make_session_factory, upgrade_to_head
 from service.engine import FaceEngine
+from service.request_guard import RequestGuardMiddleware
 from service.store import ImageStore
 
 DESCRIPTION = """
@@ -35,26 +41,36 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db_engine = create_db_engine(settings.sqlalchemy_url)
+        if settings.migrate_on_startup:
+            # Unbounded engine: a migration (or waiting for another replica's) may take a while.
+            migrate_engine = create_db_engine(settings.sqlalchemy_url, settings, bounded=False)
+            try:
+                await run_in_threadpool(upgrade_to_head, migrate_engine)
+            finally:
+                migrate_engine.dispose()
+        db_engine = create_db_engine(settings.sqlalchemy_url, settings)
+        ready_probe = DatabaseProbe()
         try:
-            if settings.migrate_on_startup:
-                await run_in_threadpool(upgrade_to_head, db_engine)
             engine = face_engine or await run_in_threadpool(
                 FaceEngine, settings.model_dir, None, settings.tf_threads
             )
             settings.image_dir.mkdir(parents=True, exist_ok=True)
             app.state.settings = settings
             app.state.db_engine = db_engine
+            app.state.ready_probe = ready_probe
             app.state.session_factory = make_session_factory(db_engine)
             app.state.store = ImageStore(settings.image_dir)
             app.state.face_engine = engine
             yield
         finally:
+            ready_probe.close()
             db_engine.dispose()
 
     app = FastAPI(title="faceverify", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, settings=settings)
+    app.add_middleware(AdmissionMiddleware, settings=settings)
+    app.add_middleware(RequestGuardMiddleware, settings=settings)  # added last = outermost
     for module in (enroll, verify, users, health):
         app.include_router(module.router)
     return app
