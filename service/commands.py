@@ -70,12 +70,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if not _check_model(settings):
         return 2
-    import uvicorn
-
+    from service.logs import configure_logging
     from service.main import create_app
+    from service.server import serve
 
+    configure_logging(settings.log_format, args.log_level)
     # The app's lifespan migrates to head (serialised across replicas) before taking traffic.
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    # service.server says why this is uvicorn with a guarded protocol, and which limits it sets.
+    serve(create_app(settings), settings, args.host, args.port, args.log_level)
     return 0
 
 

@@ -72,11 +72,16 @@ class RequestGuardMiddleware:
             nonlocal body_done
             if body_done:  # after the body: waiting for a disconnect is legitimate, no deadline
                 return await receive()
-            budget = min(self.idle_s, body_deadline - time.monotonic())
+            left = body_deadline - time.monotonic()
             try:
-                message = await asyncio.wait_for(receive(), timeout=max(budget, 0.001))
+                message = await asyncio.wait_for(receive(), timeout=max(min(self.idle_s, left), 0.001))
             except TimeoutError as exc:
-                raise BodyTimeout(f"request body not received within {self.total_s:g} s") from exc
+                detail = (
+                    f"request body incomplete after {self.total_s:g} s"
+                    if left <= self.idle_s
+                    else f"request body stalled for {self.idle_s:g} s"
+                )
+                raise BodyTimeout(detail) from exc
             if message["type"] != "http.request" or not message.get("more_body", False):
                 body_done = True
             return message
