@@ -12,6 +12,7 @@ headers from one place, and a throwaway PostgreSQL cluster of the test's own.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
@@ -51,7 +52,8 @@ def lfw_bytes(person: str, number: int) -> bytes:
 
 
 def _service_conftest() -> Any:
-    spec = importlib.util.spec_from_file_location("_faults_service_conftest", TESTS / "service" / "conftest.py")
+    path = TESTS / "service" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_faults_service_conftest", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up by name
@@ -169,15 +171,11 @@ class PrivatePostgres:
             os.kill(pid, signal.SIGCONT)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self.thaw()
-        except (OSError, ValueError):
-            pass
         if (self.data / "postmaster.pid").exists():
-            try:
+            with contextlib.suppress(AssertionError):
                 self.stop()
-            except AssertionError:
-                pass
 
 
 @pytest.fixture
