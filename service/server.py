@@ -1,13 +1,22 @@
 """The HTTP server `faceverify serve` runs: uvicorn with a guarded h11 protocol and bounded limits.
 
-Why uvicorn plus a small protocol subclass (and not hypercorn or granian): uvicorn already gives a
-graceful SIGTERM (stop accepting, finish in-flight requests within `timeout_graceful_shutdown`),
-keep-alive expiry and a concurrency cap, and it is what the project already ships and tests. What it
-lacks is a request-HEAD read timeout: a slow-loris client that sends one header byte every few
-seconds resets its keep-alive timer with each byte and holds its connection for good. Twenty lines
-on top of uvicorn's own h11 protocol close that gap (see `GuardedH11Protocol`); body read deadlines
-live in the app (`service.request_guard`), so they hold under any server. Measured in
-benchmarks/results/slowloris.txt.
+Why uvicorn plus a small protocol subclass: measured with benchmarks/bench_slow_clients.py
+(results/slow_clients.txt; 100 connections per probe, 30 s window, keep-alive 5 s, head/read
+timeout 10 s):
+
+    server              slow-loris     lying Content-Length   never-speaking
+    uvicorn (stock)     0/100 cut      never answered         0/100 cut
+    uvicorn + ours      100/100, 10 s  408 body_timeout, 5 s  100/100, 10 s
+    hypercorn 0.18      100/100, 5 s   closed, 10 s           100/100, 5 s
+    granian 2.8         100/100, 10 s  never answered         100/100, 10 s
+
+Stock uvicorn has no request-head read timeout (a connection that trickles header bytes, or sends
+nothing at all, is held for good). Hypercorn does as well as ours, granian misses the lying
+Content-Length. We keep uvicorn: it is what the service, its tests and its graceful SIGTERM stop
+(stop accepting, finish in-flight requests within `timeout_graceful_shutdown`) were built on, it
+adds no dependency, and a short subclass of its own h11 protocol closes the gap
+(`GuardedH11Protocol`). The body deadlines live in the app (`service.request_guard`), so they hold
+under any server and answer 408 `body_timeout` as JSON instead of a silent close.
 
 Also here: a cap on open connections (those above it are closed at once, so idle connections
 cannot exhaust file descriptors) and RLIMIT_NOFILE raised to its hard limit at start.

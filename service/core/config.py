@@ -117,7 +117,10 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="Open connections beyond this are closed at once (fd exhaustion)."
     )
     graceful_timeout_s: int = Field(
-        default=20, ge=1, description="On SIGTERM, how long in-flight requests may take to finish."
+        default=8,
+        ge=1,
+        description="On SIGTERM, how long in-flight requests may take to finish (under Docker's "
+        "default 10 s stop timeout, after which it sends SIGKILL).",
     )
     log_format: str = Field(
         default="json", pattern="^(json|text)$", description="json (one object per line) or text."
