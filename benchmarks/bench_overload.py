@@ -200,10 +200,18 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--soak-clients", type=int, default=2)
+    parser.add_argument(
+        "--admission", default="", help="ACTIVE,QUEUED overrides (e.g. 1000,1000: admission control off)"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="faceverify-overload-") as tmp:
-        process, url = start(args.model_dir, Path(tmp), {})
+        overrides = {}
+        if args.admission:
+            active, queued = args.admission.split(",")
+            overrides = {"FACEVERIFY_ADMISSION_MAX_ACTIVE": active, "FACEVERIFY_ADMISSION_MAX_QUEUED": queued}
+        admission = f"active,queued = {args.admission}" if args.admission else "default (= core count)"
+        process, url = start(args.model_dir, Path(tmp), overrides)
         try:
             probe = enrol(url)
             header = [
@@ -211,8 +219,7 @@ def main() -> int:
                 f"model {args.model_dir}",
                 f"# machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
                 f"load average at start {os.getloadavg()[0]:.1f} (shared machine)",
-                "# server: faceverify serve, default admission (active = queued = cores, wait 0.5 s), "
-                "TF threads 1, SQLite",
+                f"# server: faceverify serve, admission {admission}, wait 0.5 s, TF threads 1, SQLite",
             ]
             if args.mode == "overload":
                 body = overload(url, probe, args.clients, args.duration)

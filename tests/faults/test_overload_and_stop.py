@@ -14,6 +14,7 @@ exits by itself, and every acknowledged (201) image is in the database and the s
 from __future__ import annotations
 
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -113,21 +114,37 @@ def test_48_concurrent_verifies_are_served_or_shed_with_retry_after(live: LiveSe
 def test_sigterm_under_load_finishes_inflight_enrolments(live: LiveService) -> None:
     people = ["Colin_Powell", "Serena_Williams", "George_W_Bush", "Gerhard_Schroeder"]
     answers: list[tuple[float, httpx.Response | Exception]] = []
+    sent = threading.Barrier(len(people) + 1)
+    host, port = live.url.removeprefix("http://").split(":")
 
     def enrol(person: str) -> None:
+        """Raw socket, so the test knows the whole request is on the wire before SIGTERM."""
         files = [("images", (f"{i}.jpg", lfw_bytes(person, i), "image/jpeg")) for i in (1, 2, 3)]
+        request = httpx.Request(
+            "POST", live.url + "/enroll", data={"user_id": person}, files=files, headers=api_headers()
+        )
+        head = f"POST /enroll HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n" + "".join(
+            f"{k}: {v}\r\n" for k, v in request.headers.items() if k.lower() not in ("host", "connection")
+        )
         try:
-            response = httpx.post(
-                live.url + "/enroll", data={"user_id": person}, files=files, headers=api_headers(), timeout=60
-            )
+            with socket.create_connection((host, int(port)), timeout=60) as sock:
+                sock.sendall(head.encode() + b"\r\n" + request.read())
+                sent.wait(timeout=30)
+                raw = b""
+                while chunk := sock.recv(65536):
+                    raw += chunk
+            status_line, _, rest = raw.partition(b"\r\n")
+            body = rest.split(b"\r\n\r\n", 1)[1]
+            response = httpx.Response(int(status_line.split()[1]), content=body)
             answers.append((time.monotonic(), response))
-        except httpx.HTTPError as exc:
+        except (OSError, IndexError, ValueError) as exc:
             answers.append((time.monotonic(), exc))
 
     threads = [threading.Thread(target=enrol, args=(p,)) for p in people]
     for thread in threads:
         thread.start()
-    time.sleep(0.4)  # requests are in the server
+    sent.wait(timeout=30)  # every request is on the wire
+    time.sleep(0.5)  # and read by the server (enrolment takes seconds: they are in flight)
     sigterm_at = time.monotonic()
     live.process.send_signal(signal.SIGTERM)
     for thread in threads:
