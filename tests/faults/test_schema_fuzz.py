@@ -20,6 +20,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
+pytestmark = pytest.mark.slow  # ~30 s: ~300 generated requests
+
 MAX_EXAMPLES = 20  # per operation and mode: ~300 requests in all
 
 
