@@ -195,3 +195,24 @@ def private_postgres() -> Iterator[PrivatePostgres]:
 
 def get(client: httpx.Client, path: str, **kwargs: Any) -> httpx.Response:
     return client.get(path, headers=api_headers(), **kwargs)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_logging() -> Iterator[None]:
+    """`make_config` applies the service's logging config (dictConfig) to this process; undo it after
+    each module so later tests (other suites' caplog) see the logging they expect."""
+    import logging
+
+    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "asyncio"]
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.handlers[:], logger.level, logger.propagate, logger.filters[:], logger.disabled)
+    yield
+    for name, (handlers, level, propagate, filters, disabled) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
+        logger.filters[:] = filters
+        logger.disabled = disabled
