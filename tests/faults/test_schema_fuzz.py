@@ -7,18 +7,37 @@ request headers come from `api_headers()` so an API key can be added in one plac
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import pkgutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
+import schemathesis.generation
+import schemathesis.specs
+import schemathesis.transport
 from conftest import api_headers
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+
+
+def _import_schemathesis_eagerly() -> None:
+    """Import schemathesis' lazily imported modules now, at collection. Loaded mid-test (after other
+    suites' servers and TF threads ran), pytest's assertion rewriting of them hit a CPython 3.11.7
+    bug: "SystemError: AST constructor recursion depth mismatch"."""
+    for package in (schemathesis.specs, schemathesis.transport, schemathesis.generation):
+        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module.name)
+
+
+_import_schemathesis_eagerly()
 
 pytestmark = pytest.mark.slow  # ~30 s: ~300 generated requests
 

@@ -31,6 +31,7 @@ class DatabaseProbe:
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ready-probe")
         self._inflight: Future[None] | None = None
+        self._waitable: asyncio.Future[None] | None = None
 
     @staticmethod
     def _select_one(engine: Engine) -> None:
@@ -38,10 +39,13 @@ class DatabaseProbe:
             connection.execute(text("SELECT 1"))
 
     async def check(self, engine: Engine, timeout_s: float) -> str:
-        if self._inflight is None or self._inflight.done():
+        if self._inflight is None or self._inflight.done() or self._waitable is None:
             self._inflight = self._executor.submit(self._select_one, engine)
+            self._waitable = asyncio.wrap_future(self._inflight)
+            # A probe that outlives every waiter still has its outcome read (no "never retrieved").
+            self._waitable.add_done_callback(lambda f: f.cancelled() or f.exception())
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self._inflight)), timeout_s)
+            await asyncio.wait_for(asyncio.shield(self._waitable), timeout_s)
         except TimeoutError:
             return f"unreachable: no answer within {timeout_s:g} s"
         except Exception as exc:  # any failure means "not ready", reported, never raised
