@@ -34,7 +34,7 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     url = config.get_main_option("sqlalchemy.url") or Settings().sqlalchemy_url
-    engine = create_db_engine(url)
+    engine = create_db_engine(url, bounded=False)  # migrations: no statement deadline
     try:
         with engine.begin() as conn:
             _run(conn)

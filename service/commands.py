@@ -72,15 +72,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     import os
 
-    import uvicorn
-
+    from service.logs import configure_logging
     from service.main import create_app
+    from service.server import serve
     from service.storage_setup import PRIVATE_UMASK
 
     os.umask(PRIVATE_UMASK)  # photos, keys and the database are private to the service's user
 
+    configure_logging(settings.log_format, args.log_level)
     # The app's lifespan migrates to head (serialised across replicas) before taking traffic.
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level)
+    # service.server says why this is uvicorn with a guarded protocol, and which limits it sets.
+    serve(create_app(settings), settings, args.host, args.port, args.log_level)
     return 0
 
 
@@ -88,7 +90,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from service.core.db import create_db_engine, current_revision, upgrade_to_head
 
     settings = _settings(args)
-    engine = create_db_engine(settings.sqlalchemy_url)
+    engine = create_db_engine(settings.sqlalchemy_url, settings, bounded=False)
     try:
         upgrade_to_head(engine)
         print(f"database at revision {current_revision(engine)} ({engine.url.render_as_string()})")

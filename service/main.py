@@ -3,6 +3,9 @@
 The lifespan opens the database (bringing the schema to head unless disabled), loads the face
 pipeline and served model once, and shares them through `app.state`; endpoints are plain `def`
 functions so FastAPI runs inference in its thread pool, off the event loop.
+
+Middleware, outermost first: RequestGuard (request id, body deadlines, the one 500 answer) ->
+Admission (sheds load on the CPU-heavy routes before their body is read) -> BodySizeLimit.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
+from service.admission import AdmissionMiddleware
 from service.api.errors import BodySizeLimitMiddleware, install_error_handlers
 from service.api.routes import enroll, health, security, users, verify
+from service.api.routes.health import DatabaseProbe
 from service.core.config import Settings
 from service.core.db import create_db_engine, make_session_factory, upgrade_to_head
 from service.engine import FaceEngine
 from service.recovery import repair_store
+from service.request_guard import RequestGuardMiddleware
 from service.security.bootstrap import ensure_admin_key
 from service.security.middleware import SecurityMiddleware
 from service.security.ratelimit import RateLimiter
@@ -45,15 +51,22 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         keyring, store = await run_in_threadpool(open_storage, settings)  # before SQLite creates its file
-        db_engine = create_db_engine(settings.sqlalchemy_url)
+        if settings.migrate_on_startup:
+            # Unbounded engine: a migration (or waiting for another replica's) may take a while.
+            migrate_engine = create_db_engine(settings.sqlalchemy_url, settings, bounded=False)
+            try:
+                await run_in_threadpool(upgrade_to_head, migrate_engine)
+            finally:
+                migrate_engine.dispose()
+        db_engine = create_db_engine(settings.sqlalchemy_url, settings)
+        ready_probe = DatabaseProbe()
         try:
-            if settings.migrate_on_startup:
-                await run_in_threadpool(upgrade_to_head, db_engine)
             engine = face_engine or await run_in_threadpool(
                 FaceEngine, settings.model_dir, None, settings.tf_threads
             )
             app.state.settings = settings
             app.state.db_engine = db_engine
+            app.state.ready_probe = ready_probe
             app.state.session_factory = make_session_factory(db_engine)
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
             if settings.bootstrap_admin_key:
@@ -65,6 +78,7 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
             app.state.face_engine = engine
             yield
         finally:
+            ready_probe.close()
             db_engine.dispose()
 
     docs = settings.docs_enabled
@@ -86,7 +100,12 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["X-API-Key", "X-Request-ID", "Content-Type"],
         )
-    # Outermost: security headers and the Host allow-list apply to every response.
+    app.add_middleware(AdmissionMiddleware, settings=settings)
+    # Request id, body deadlines and the one answer to a crash (inside the security layer, so its
+    # 500 and 408 answers carry the security headers too).
+    app.add_middleware(RequestGuardMiddleware, settings=settings)
+    # Outermost (added last): security headers and the Host allow-list apply to every response, and
+    # a request without any key is refused before it takes an admission slot or sends its body.
     app.add_middleware(SecurityMiddleware, trusted_hosts=settings.trusted_hosts, docs_enabled=docs)
     for module in (enroll, verify, users, security, health):
         app.include_router(module.router)

@@ -14,10 +14,12 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.core.config import Settings
+from service.core.db import is_database_outage
 from service.domain_errors import (
     Conflict,
     DomainError,
@@ -118,10 +120,23 @@ def install_error_handlers(app: FastAPI) -> None:
         cleaned = [{k: v for k, v in e.items() if k not in ("input", "ctx", "url")} for e in errors]
         return error_response(422, _validation_reason(errors), cleaned)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
+    @app.exception_handler(SQLAlchemyError)
+    async def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        # The ONE place where a database failure becomes an HTTP answer: an outage (down, frozen,
+        # locked, pool exhausted) is 503 with Retry-After; anything else is a bug, a logged 500.
+        if is_database_outage(exc):
+            retry = request.app.state.settings.db_retry_after_s
+            log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0])
+            return error_response(
+                503, "database_unavailable", "the database is not answering; retry shortly",
+                {"Retry-After": str(retry)},
+            )  # fmt: skip
+        log.error("database error", exc_info=exc)
         return error_response(500, "internal_error", "internal server error")
+
+    # Deliberately no handler for `Exception`: Starlette calls such a handler from its outermost
+    # middleware and then RE-RAISES, so the server logs a second traceback and closes the keep-alive
+    # connection. `service.request_guard.RequestGuardMiddleware` answers unexpected errors instead.
 
 
 class RequestTooLarge(StarletteHTTPException):

@@ -6,6 +6,7 @@ the image store and the model live, and on the input limits that protect the ser
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -122,6 +123,85 @@ class Settings(BaseSettings):
     @property
     def admin_key_file(self) -> Path:
         return self.data_dir / "admin-api-key"
+
+    # --- Robustness (faults and load); see README "Robustness". -------------------------------------
+    db_connect_timeout_s: int = Field(
+        default=3, ge=1, description="PostgreSQL connect timeout (libpq connect_timeout), seconds."
+    )
+    db_statement_timeout_s: float = Field(
+        default=4.0, gt=0, description="Server-side statement_timeout on PostgreSQL, seconds."
+    )
+    db_deadline_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Client-side deadline on each PostgreSQL round trip; a frozen server (whose kernel "
+        "still ACKs) is given up on after this and the request gets 503 database_unavailable.",
+    )
+    db_pool_size: int = Field(default=5, ge=1, description="PostgreSQL connections kept open.")
+    db_max_overflow: int = Field(default=5, ge=0, description="Extra PostgreSQL connections under load.")
+    db_pool_timeout_s: float = Field(
+        default=2.0, gt=0, description="Longest wait for a pooled connection before 503 (stuck pool)."
+    )
+    sqlite_busy_timeout_s: float = Field(
+        default=2.0, gt=0, description="How long SQLite waits on another writer's lock before 503."
+    )
+    db_retry_after_s: int = Field(
+        default=2, ge=1, description="Retry-After sent with 503 database_unavailable."
+    )
+    ready_timeout_s: float = Field(
+        default=2.0, gt=0, description="GET /ready reports the database as unreachable after this."
+    )
+    admission_max_active: int = Field(
+        default=0,
+        ge=0,
+        description="Requests allowed in the CPU-heavy routes at once; 0 means the CPU core count.",
+    )
+    admission_max_queued: int = Field(
+        default=0, ge=0, description="Requests that may wait for a slot; 0 means the CPU core count."
+    )
+    admission_max_wait_s: float = Field(
+        default=0.5, ge=0, description="Longest wait for a slot before 503 overloaded."
+    )
+    admission_retry_after_s: int = Field(
+        default=1, ge=1, description="Retry-After sent with 503 overloaded."
+    )
+    admission_paths: list[str] = Field(
+        default=["/verify", "/enroll", "/liveness"],
+        description="Path prefixes that go through admission control (the CPU-heavy routes).",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection must send a complete request head within this many seconds of "
+        "opening (or of its previous response), else it is closed (slow-loris).",
+    )
+    body_idle_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest pause while a request body streams in (408 after)."
+    )
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest time to receive a whole request body (408 after)."
+    )
+    keep_alive_s: int = Field(default=5, ge=1, description="Idle keep-alive connections close after this.")
+    max_connections: int = Field(
+        default=1000, ge=1, description="Open connections beyond this are closed at once (fd exhaustion)."
+    )
+    graceful_timeout_s: int = Field(
+        default=8,
+        ge=1,
+        description="On SIGTERM, how long in-flight requests may take to finish (under Docker's "
+        "default 10 s stop timeout, after which it sends SIGKILL).",
+    )
+    log_format: str = Field(
+        default="json", pattern="^(json|text)$", description="json (one object per line) or text."
+    )
+
+    @property
+    def admission_active(self) -> int:
+        return self.admission_max_active or (os.cpu_count() or 1)
+
+    @property
+    def admission_queued(self) -> int:
+        return self.admission_max_queued or (os.cpu_count() or 1)
 
     @property
     def sqlalchemy_url(self) -> str:

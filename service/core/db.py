@@ -13,42 +13,127 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 import migrations
+from service.core.config import Settings
 
 # An arbitrary constant shared by every replica: pg_advisory_xact_lock key for schema upgrades.
 _MIGRATION_LOCK_KEY = 0x46564D31  # "FVM1"
 
 
-def create_db_engine(url: str) -> Engine:
-    """Engine with the per-backend settings the service relies on.
+class DatabaseDeadlineExceeded(psycopg.OperationalError):
+    """A PostgreSQL round trip outlived the client-side deadline; the connection was closed."""
 
-    SQLite: usable from FastAPI's thread pool, waits instead of failing when another writer holds
-    the lock, WAL so readers do not block writers, and foreign keys on (ON DELETE CASCADE).
+
+class DeadlineConnection(psycopg.Connection[Any]):
+    """psycopg connection whose every round trip (execute, fetch, commit, rollback, pre-ping) has a
+    client-side deadline.
+
+    Why: a frozen server (SIGSTOP, a stuck VM) still gets TCP ACKs from its kernel, so neither
+    keepalives nor server-side timeouts end a query already sent; without this the request thread
+    waits for ever. On expiry the connection is closed (it is mid-protocol, unusable) and an
+    OperationalError raised, which SQLAlchemy treats as a disconnect (pool invalidation) and the API
+    maps to 503 `database_unavailable`.
     """
+
+    deadline_s: float = 5.0
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        try:
+            return super().wait(gen, interval=interval, timeout=timeout or self.deadline_s)
+        except _WAIT_TIMEOUT as exc:
+            self.close()
+            raise DatabaseDeadlineExceeded(
+                f"no answer from the database within {self.deadline_s:g} s"
+            ) from exc
+
+
+# psycopg raises this private class from Connection.wait(timeout=...); looked up once, by name.
+_WAIT_TIMEOUT: type[BaseException] = getattr(psycopg.errors, "_WaitTimeout")  # noqa: B009
+
+
+def create_db_engine(url: str, settings: Settings | None = None, *, bounded: bool = True) -> Engine:
+    """Engine with the per-backend settings the service relies on, and bounded waits everywhere.
+
+    SQLite: usable from FastAPI's thread pool, waits (a short, bounded time) instead of failing when
+    another writer holds the lock, WAL so readers do not block writers, foreign keys on.
+    PostgreSQL: connect timeout, server-side statement_timeout, a client-side deadline on each round
+    trip (`DeadlineConnection`), a bounded pool with a short checkout wait, so a dead or frozen server
+    makes requests fail within seconds (503) instead of queueing, and recovery needs no restart
+    (pre-ping drops dead connections). `bounded=False` (schema migrations: a long ALTER, or waiting
+    for another replica's migration lock, is legitimate) keeps only the connect timeout.
+    """
+    settings = settings or Settings()
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        busy_s = settings.sqlite_busy_timeout_s
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_s})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+    if not bounded:
+        return create_engine(
+            url, pool_pre_ping=True, connect_args={"connect_timeout": settings.db_connect_timeout_s}
+        )
+    deadline_s = settings.db_deadline_s
+
+    class _Connection(DeadlineConnection):
+        pass
+
+    _Connection.deadline_s = deadline_s
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout_s,
+        connect_args={
+            "connect_timeout": settings.db_connect_timeout_s,
+            "options": f"-c statement_timeout={int(settings.db_statement_timeout_s * 1000)}",
+        },
+    )
+
+    @event.listens_for(engine, "do_connect")
+    def _deadline_connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        return _Connection.connect(*cargs, **cparams)
+
+    return engine
+
+
+# SQLAlchemy failures that mean "the database is not answering" (not a bug in our SQL): the API
+# turns these into 503 database_unavailable with Retry-After in one place (service.api.errors).
+_OUTAGE_ERRORS = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,  # pool checkout wait exceeded
+    sa_exc.DisconnectionError,
+)
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """True when `exc` says the database is down, frozen, locked or out of connections."""
+    if isinstance(exc, _OUTAGE_ERRORS):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,21 +1,22 @@
-"""Web hardening for every response: request ids, a Host allow-list, an early 401 for requests
-without any key, and security headers.
+"""Web hardening for every response: a Host allow-list, an early 401 for requests without any key,
+security headers, and the request id header.
 
 A pure ASGI middleware (outermost), so the headers are on every response, including those written
-by inner middleware (the 413 body-size guard) and the error handlers. CORS is added separately
+by inner middleware (the 413 body-size guard, service.request_guard's 500/408 answers) and the
+error handlers. The request id is chosen here (service.request_guard.request_id_from) and kept in
+the scope's state, where the request guard, the logs and the audit trail read it. CORS is added separately
 (`starlette`'s CORSMiddleware) only when an allow-list of origins is configured.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import re
-import uuid
 from collections.abc import Awaitable, Callable
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.request_guard import request_id_from
 
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Content-Type-Options", "nosniff"),
@@ -28,8 +29,6 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOC_PATHS = ("/docs", "/redoc")
 OPEN_PATHS = ("/health", "/ready")  # probes: no key needed
-log = logging.getLogger("faceverify.service")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def host_allowed(host: str, allowed: list[str]) -> bool:
@@ -60,8 +59,7 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        given = headers.get("x-request-id", "")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = request_id_from(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope.get("path", "")
         csp = not (self.docs_enabled and path.startswith(DOC_PATHS))
@@ -85,22 +83,8 @@ class SecurityMiddleware:
             detail = "send an API key in the X-API-Key header"
             await _send_json(send_with_headers, 401, "missing_api_key", detail)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send_with_headers(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception:
-            # Starlette answers unhandled errors outside every user middleware (ServerErrorMiddleware),
-            # which would drop these headers; answer here instead, with nothing from the exception.
-            log.exception("unhandled error")
-            if started:
-                raise
-            await _send_json(send_with_headers, 500, "internal_error", "internal server error")
+        # Unhandled errors are answered (once, logged once) by service.request_guard inside.
+        await self.app(scope, receive, send_with_headers)
 
 
 SendFn = Callable[[Message], Awaitable[None]]
