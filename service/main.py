@@ -70,7 +70,10 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
             app.state.session_factory = make_session_factory(db_engine)
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
             if settings.bootstrap_admin_key:
-                await run_in_threadpool(ensure_admin_key, app.state.session_factory, settings.admin_key_file)
+                given = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
+                await run_in_threadpool(
+                    ensure_admin_key, app.state.session_factory, settings.admin_key_file, given
+                )
             app.state.keyring = keyring
             app.state.store = store
             # Crash repair: temp files, files without rows, rows without files (logged).

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         description="On start with no API key in the database, create an admin key and write it to "
         "DATA_DIR/admin-api-key (mode 0600) so `make serve` works with no set-up.",
     )
+    admin_api_key: SecretStr | None = Field(
+        default=None,
+        description="Secret of the first admin key (from `faceverify keys new-secret`), used instead of a "
+        "generated one when the database has no key; no key file is written then.",
+    )
     lockout_max_failures: int = Field(
         default=5, gt=0, description="Failed verifies of one user_id within the window that lock it."
     )

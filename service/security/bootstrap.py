@@ -28,21 +28,35 @@ def write_secret_file(path: Path, secret: str) -> None:
         handle.write(secret + "\n")
 
 
-def ensure_admin_key(session_factory: audit.SessionFactory, key_file: Path) -> bool:
-    """Create the bootstrap admin key if the database has no key; True if this call created it."""
+def ensure_admin_key(
+    session_factory: audit.SessionFactory, key_file: Path, given_secret: str | None = None
+) -> bool:
+    """Create the bootstrap admin key if the database has no key; True if this call created it.
+
+    With `given_secret` (FACEVERIFY_ADMIN_API_KEY: a deployment's secret store, the test suites)
+    that secret becomes the admin key and no file is written; else a new one goes to `key_file`."""
     with session_factory() as session:
         if keys.any_key_exists(session):
             return False
         try:
-            secret = keys.create_key(session, BOOTSTRAP_KEY_NAME, frozenset({"admin"}))
+            secret = keys.create_key(session, BOOTSTRAP_KEY_NAME, frozenset({"admin"}), given_secret)
         except Conflict:
             return False  # another replica won the race
+    if given_secret is not None:
+        log.warning("no API key existed: created admin key %r from FACEVERIFY_ADMIN_API_KEY",
+                    BOOTSTRAP_KEY_NAME)  # fmt: skip
+        _audit_creation(session_factory)
+        return True
     write_secret_file(key_file, secret)
+    _audit_creation(session_factory)
+    log.warning("no API key existed: created admin key %r; its secret is in %s (mode 0600)",
+                BOOTSTRAP_KEY_NAME, key_file.resolve())  # fmt: skip
+    return True
+
+
+def _audit_creation(session_factory: audit.SessionFactory) -> None:
     audit.append(
         session_factory,
         audit.AuditEvent("key_create", "ok", key_name=None, client="startup",
                          summary={"name": BOOTSTRAP_KEY_NAME, "scopes": ["admin"]}),
     )  # fmt: skip
-    log.warning("no API key existed: created admin key %r; its secret is in %s (mode 0600)",
-                BOOTSTRAP_KEY_NAME, key_file.resolve())  # fmt: skip
-    return True

@@ -70,6 +70,13 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     return _with_db(args, job)
 
 
+def cmd_keys_new_secret(_args: argparse.Namespace) -> int:
+    from service.security.keys import new_secret
+
+    print(new_secret())
+    return 0
+
+
 def cmd_keys_list(args: argparse.Namespace) -> int:
     from service.security import keys
 
@@ -153,6 +160,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     listing = keys_sub.add_parser("list", help="list keys (names, scopes, status; never secrets)")
     _add_db(listing)
     listing.set_defaults(func=cmd_keys_list)
+    fresh = keys_sub.add_parser(
+        "new-secret", help="print a new key secret (e.g. for FACEVERIFY_ADMIN_API_KEY); stores nothing"
+    )
+    fresh.set_defaults(func=cmd_keys_new_secret)
     revoke = keys_sub.add_parser("revoke", help="revoke a key (refused from the next request, every replica)")
     revoke.add_argument("name")
     _add_db(revoke)

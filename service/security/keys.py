@@ -51,13 +51,24 @@ def parse_scopes(text: str) -> frozenset[str]:
     return scopes
 
 
-def create_key(session: Session, name: str, scopes: frozenset[str]) -> str:
-    """Store a new key and return its secret (the only time it exists outside the caller)."""
+def new_secret() -> str:
+    """A fresh key secret (`faceverify keys new-secret`): 64-bit lookup id + 256-bit secret."""
+    return f"{PREFIX}_{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}"
+
+
+def create_key(session: Session, name: str, scopes: frozenset[str], secret: str | None = None) -> str:
+    """Store a new key and return its secret (the only time it exists outside the caller).
+
+    `secret` lets an operator bring a secret made with `new_secret` (FACEVERIFY_ADMIN_API_KEY for
+    the first admin key of a deployment); it must have that exact shape, so it has its entropy."""
     if not NAME_PATTERN.match(name):
         raise InvalidInput("invalid_key_name", "key names are 1-64 characters of A-Za-z0-9_.-")
     parse_scopes(",".join(scopes))
-    key_id = secrets.token_hex(8)
-    secret = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+    secret = secret if secret is not None else new_secret()
+    match = _SECRET_PATTERN.match(secret)
+    if match is None:
+        raise InvalidInput("invalid_key_secret", "a key secret must be made by `faceverify keys new-secret`")
+    key_id = match.group(1)
     session.add(
         ApiKey(name=name, key_id=key_id, secret_sha256=_digest(secret), scopes=",".join(sorted(scopes)))
     )

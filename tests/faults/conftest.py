@@ -1,8 +1,9 @@
 """Fixtures for the fault suite: a tiny real model, an in-process server on a real socket, request
 headers from one place, and a throwaway PostgreSQL cluster of the test's own.
 
-* `api_headers()`: every request of the suite takes its headers from here, so adding an API key
-  later is a one-line change.
+* `api_headers()`: every request of the suite takes its headers from here: the suite's admin key
+  (`FAULTS_API_KEY`), which every server of the suite is given as FACEVERIFY_ADMIN_API_KEY (set
+  for the duration of each fault-suite module, inherited by live server processes).
 * `tiny_model_dir` / `face_engine`: the service tests' sharp tiny SavedModel (real TF, fast).
 * `InProcessServer`: the real app under the real server configuration (`service.server.make_config`,
   the guarded protocol) on a free loopback port, in a thread, sharing the loaded engine.
@@ -39,9 +40,27 @@ from live_server import free_port  # noqa: E402
 LFW = REPO.parent / "shared" / "data" / "lfw" / "images"
 
 
+def _new_secret() -> str:
+    from service.security.keys import new_secret
+
+    return new_secret()
+
+
+FAULTS_API_KEY = _new_secret()
+
+
 def api_headers(**extra: str) -> dict[str, str]:
-    """Headers for every request of the fault suite (the place to add an API key)."""
-    return dict(extra)
+    """Headers for every request of the fault suite: the suite's admin key, plus `extra`."""
+    return {"X-API-Key": FAULTS_API_KEY, **extra}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _faults_admin_key() -> Iterator[None]:
+    """Every server a fault-suite module starts (Settings() or `faceverify serve`) bootstraps its
+    admin key from FAULTS_API_KEY; restored afterwards so other suites keep their own keys."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACEVERIFY_ADMIN_API_KEY", FAULTS_API_KEY)
+        yield
 
 
 def lfw_bytes(person: str, number: int) -> bytes:
