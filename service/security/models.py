@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import DateTime, Integer, String, Text
+from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db_models import Base, utcnow
+from service.db_models import Base, UTCDateTime, utcnow
 
 
 class ApiKey(Base):
@@ -28,8 +28,8 @@ class ApiKey(Base):
     key_id: Mapped[str] = mapped_column(String(32), unique=True)
     secret_sha256: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[str] = mapped_column(String(255), doc="Comma-separated scope names.")
-    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    revoked: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     @property
     def scope_set(self) -> frozenset[str]:
@@ -43,8 +43,8 @@ class VerifyLockout(Base):
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
-    window_start: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    window_start: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     lock_count: Mapped[int] = mapped_column(Integer, default=0, doc="Locks so far: the period doubles.")
 
 
@@ -54,7 +54,7 @@ class AuditEntry(Base):
     __tablename__ = "audit_log"
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False, doc="1, 2, 3, ...")
-    time: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     key_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
     user_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     action: Mapped[str] = mapped_column(String(32), index=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import InProcessServer, PrivatePostgres, api_headers, lfw_bytes
+from faults_support import InProcessServer, PrivatePostgres, api_headers, lfw_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import api_headers, lfw_bytes
+from faults_support import api_headers, lfw_bytes
 from live_server import LiveService, start_service, stop_service, wait_ready
 
 pytestmark = pytest.mark.slow
@@ -45,6 +45,10 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iter
             "FACEVERIFY_ADMISSION_MAX_ACTIVE": "2",
             "FACEVERIFY_ADMISSION_MAX_QUEUED": "2",
             "FACEVERIFY_GRACEFUL_TIMEOUT_S": "30",
+            # This suite measures load shedding: the per-key rate limit and the verify lockout
+            # (their own 429s, tested in tests/service) are lifted so every refusal here is the shedding.
+            "FACEVERIFY_RATE_LIMIT_PER_MINUTE": "0",
+            "FACEVERIFY_LOCKOUT_MAX_FAILURES": "1000000",
         },
     )
     wait_ready(service)

@@ -19,7 +19,7 @@ import schemathesis
 import schemathesis.generation
 import schemathesis.specs
 import schemathesis.transport
-from conftest import api_headers
+from faults_support import api_headers
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -54,7 +54,13 @@ def api_app(
     from service.main import create_app
 
     data = tmp_path_factory.mktemp("fuzz") / "data"
-    app = create_app(Settings(data_dir=data, model_dir=tiny_model_dir), face_engine=face_engine)
+    # docs_enabled: the schema is served (it is off by default); lockout and rate limit lifted so that
+    # thousands of generated requests exercise the routes, not the 429s (tested in tests/service).
+    settings = Settings(
+        data_dir=data, model_dir=tiny_model_dir, docs_enabled=True,
+        rate_limit_per_minute=0, lockout_max_failures=1_000_000,
+    )  # fmt: skip
+    app = create_app(settings, face_engine=face_engine)
     with TestClient(app):  # runs the lifespan: app.state stays populated while the tests run
         yield app
 

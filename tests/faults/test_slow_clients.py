@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import InProcessServer, api_headers
+from faults_support import InProcessServer, api_headers
 
 HEAD_TIMEOUT_S = 1.5
 BODY_IDLE_S = 1.5

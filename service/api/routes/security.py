@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 
 from service.api.auditing import AuditDep
 from service.api.deps import AdminKey, ManageKey, SessionDep, UserDep
+from service.api.routes.users import MAX_DB_INT
 from service.api.schemas import AuditEntryOut, AuditPageOut, ErrorOut, UnlockOut
 from service.security import audit as audit_log
 from service.security import lockout
@@ -43,10 +44,14 @@ def list_audit(
     action: Annotated[str | None, Query(max_length=32)] = None,
     outcome: Annotated[str | None, Query(max_length=16)] = None,
     key_name: Annotated[str | None, Query(max_length=64)] = None,
-    since: Annotated[dt.datetime | None, Query(description="Entries at or after this time.")] = None,
-    until: Annotated[dt.datetime | None, Query(description="Entries before this time.")] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="Entries at or after this time (with a zone).")
+    ] = None,
+    until: Annotated[
+        AwareDatetime | None, Query(description="Entries before this time (with a zone).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_DB_INT)] = 0,
 ) -> AuditPageOut:
     filters = audit_log.AuditFilter(user_id, action, outcome, key_name, since, until)
     rows, total = audit_log.page(session, filters, limit, offset)
