@@ -46,6 +46,9 @@ class VerifyOut(BaseModel):
     vote_ratio: float = Field(description="votes / comparisons.")
     detection_threshold: float = Field(description="Similarity threshold used for a vote.")
     verification_threshold: float = Field(description="Vote-ratio threshold used for the decision.")
+    target_far: float | None = Field(
+        default=None, description="Calibrated false-accept level decided at (None: card has no levels)."
+    )
     best_similarity: float = Field(description="Highest similarity with any enrolled image.")
     face: FaceOut
     model_version: str = Field(description="Version of the served model (model_card.json).")

@@ -15,7 +15,7 @@ from service.api.schemas import ErrorOut, FaceOut, VerifyOut
 from service.db_models import Image, User, embedding_from_bytes
 from service.engine import select_verify_face
 from service.uploads import TOO_BIG_REASONS, decode, read_upload
-from service.verification import ThresholdError, decide, resolve_thresholds
+from service.verification import ThresholdError, decide, resolve_request_thresholds
 
 router = APIRouter(tags=["verification"])
 
@@ -43,13 +43,24 @@ def verify(
     verification_threshold: Annotated[
         float | None, Form(description="Optional, >= the model card's floor: vote ratio needed.")
     ] = None,
+    target_far: Annotated[
+        float | None,
+        Form(
+            description="Optional false-accept rate to decide at (default: the card's default_far). "
+            "Looser than the card's loosest_far -> 422 target_far_too_loose; between listed levels -> "
+            "the nearest stricter listed level."
+        ),
+    ] = None,
 ) -> VerifyOut:
     """Embeds the probe once and scores it against every stored embedding of the served model version
     in one call; each similarity above detection_threshold is a vote; verified when
     votes/comparisons > verification_threshold (both default to the model card)."""
     started = time.perf_counter()
     try:
-        thresholds = resolve_thresholds(engine.thresholds, detection_threshold, verification_threshold)
+        request = resolve_request_thresholds(
+            engine.card, target_far, detection_threshold, verification_threshold
+        )
+        thresholds = request.thresholds
     except ThresholdError as exc:
         raise ApiError(422, "threshold_below_floor", str(exc)) from exc
 
@@ -96,6 +107,7 @@ def verify(
         vote_ratio=decision.vote_ratio,
         detection_threshold=thresholds.detection,
         verification_threshold=thresholds.verification,
+        target_far=request.target_far,
         best_similarity=decision.best_similarity,
         face=FaceOut(box=[int(v) for v in face.box]),
         model_version=engine.version,
