@@ -175,6 +175,10 @@ def export_release(
     commands: list[str] | None = None,
 ) -> Path:
     record = json.loads(Path(head_file).read_text())
+    if record.get("format") == FUSED_FORMAT:
+        return export_fused_from_record(
+            record, out, version=version, metrics=metrics, commands=commands, head_file=Path(head_file)
+        )
     lfw = record.get("lfw_view2")
     merged = {**({"lfw_view2": lfw} if lfw else {}), **(metrics or {})}
     return export_from_head_record(

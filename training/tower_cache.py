@@ -147,6 +147,7 @@ class TowerEmbeddings:
     embeddings: dict[str, np.ndarray]
     found: dict[str, np.ndarray]
     ms_per_image: float
+    versions: dict[str, str]
 
 
 def embed_files(
@@ -213,7 +214,7 @@ def embed_files(
                 d.mkdir(parents=True, exist_ok=True)
                 np.save(d / f"{keys[i]}.npy", e)
     ms = (time.perf_counter() - started) * 1000.0 / len(todo) if todo else 0.0
-    return TowerEmbeddings(list(paths), emb, found, ms)
+    return TowerEmbeddings(list(paths), emb, found, ms, {t: source.version(t) for t in towers})
 
 
 def _slug(version: str) -> str:
