@@ -158,8 +158,41 @@ def _fuse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from training.fuse import compare_towers
+    from training.fusion import FusionHead
+
+    _set_threads(args.threads)
+    head = FusionHead.from_record(json.loads(Path(args.head).read_text()))
+    result = compare_towers(Path(args.data), Path(args.pairs), head, progress=not args.quiet)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    for name in ("dlib", "sface", "fused"):
+        m = result[name]
+        print(
+            f"{Path(args.pairs).name} {name:6s} accuracy {m['accuracy_mean'] * 100:.2f}% "
+            f"+- {m['accuracy_std'] * 100:.2f} AUC {m['auc']:.4f} EER {m['eer'] * 100:.2f}% "
+            f"TAR@FAR1e-3 {m['tar_at_far_1e-3'] * 100:.2f}% no face {m['no_face_found']}/{m['images']}"
+        )
+    return 0
+
+
 def register(subparsers: Any) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    c = subparsers.add_parser(
+        "compare-towers",
+        formatter_class=fmt,
+        help="dlib alone, SFace alone and fused on an LFW pairs file (LFW protocol, cached embeddings)",
+    )
+    c.add_argument("--data", type=Path, default=LFW_DIR, help="LFW root")
+    c.add_argument("--pairs", required=True, help="pairs file (pairs.txt = View 2, pairsDevTest.txt, ...)")
+    c.add_argument("--head", default=str(RELEASE_HEAD_FILE), help="fused head record")
+    c.add_argument("--json", default=None, help="write the three reports as JSON here")
+    c.add_argument("--threads", type=int, default=2, help="TensorFlow CPU threads (0 = TF default)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_compare)
 
     f = subparsers.add_parser(
         "fuse",

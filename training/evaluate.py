@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from training.data import Pair, choose_face, read_pairs, unique_images
+from training.data import Pair, read_pairs, unique_images
 
 # Below every similarity the head can output ([0, 1]): a missing face never matches.
 NO_FACE_SCORE = -1.0
@@ -196,22 +196,32 @@ class EmbeddedImages:
     ms_per_image: list[float]
 
 
-def embed_images(paths: Sequence[Path], model: Any, pipeline: Any, progress: bool = True) -> EmbeddedImages:
-    """Full pipeline per unique image, timed end to end (read + decode + detect + align + embed)."""
+def embed_images(
+    paths: Sequence[Path],
+    model: Any,
+    pipeline: Any,
+    progress: bool = True,
+    inputs: Sequence[dict[str, Any]] | None = None,
+) -> EmbeddedImages:
+    """Full pipeline per unique image, timed end to end (read + decode + detect + align + embed).
+    `inputs`: the card's contract v2 inputs (default: one dlib150 `chips` input)."""
     import tensorflow as tf
     from tqdm import tqdm
 
     from faceverify.decode import decode_image
+    from training.tower_cache import central_face, face_chips
 
     embed = model.signatures["embed"]
+    specs = list(inputs or [{"name": "chips", "alignment": "dlib150"}])
 
     def one(path: Path) -> np.ndarray | None:
         rgb = decode_image(Path(path).read_bytes())
-        face = choose_face(pipeline.faces(rgb), rgb.shape)
+        face = central_face(pipeline.faces(rgb), rgb.shape)
         if face is None:
             return None
-        chip = tf.constant(np.asarray(face.chip, dtype=np.uint8)[None])
-        return np.asarray(embed(chips=chip)["embeddings"].numpy()[0], dtype=np.float32)
+        chips = face_chips(face)
+        feed = {s["name"]: tf.constant(chips[s["alignment"]][None]) for s in specs}
+        return np.asarray(embed(**feed)["embeddings"].numpy()[0], dtype=np.float32)
 
     if paths:
         one(paths[0])  # warm-up: graph tracing and lazy loading are not per-image costs
@@ -264,8 +274,11 @@ def evaluate(
 
         pipeline = FacePipeline()
     model = tf.saved_model.load(str(model_dir))
+    from training.tower_cache import card_inputs
+
+    card = json.loads((Path(model_dir) / "model_card.json").read_text())
     images = unique_images(pairs)
-    emb = embed_images(images, model, pipeline, progress=progress)
+    emb = embed_images(images, model, pipeline, progress=progress, inputs=card_inputs(card))
     scores = score_pairs(pairs, emb.embeddings, model)
     labels = np.array([p.same for p in pairs])
     folds = assign_folds(pairs)

@@ -146,3 +146,35 @@ def run_fuse(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def compare_towers(
+    lfw_root: Path,
+    pairs_file: Path,
+    head: FusionHead,
+    *,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """dlib alone, SFace alone and fused on a pairs file (e.g. View 2 pairs.txt), LFW protocol, from
+    the per-tower cache: decode -> detect -> align -> each tower's served embedding (chip + mirror);
+    a face not found = a non-match, counted. The fused score is the served `score` formula."""
+    from training.data import read_pairs, unique_images
+
+    pairs = read_pairs(Path(pairs_file), Path(lfw_root) / "images")
+    paths = unique_images(pairs)
+    emb = embed_files(paths, TOWERS, cache_dir=cache_dir, progress=progress)
+    out: dict[str, Any] = {}
+    for scorer in ("dlib", "sface", "fused"):
+        towers = list(TOWERS) if scorer == "fused" else [scorer]
+        missing = np.zeros(len(paths), bool)
+        for t in towers:
+            missing |= ~emb.found[t]
+        out[scorer] = {
+            **report(pair_scores(emb, pairs, scorer, head), pairs),
+            "no_face_found": int(missing.sum()),
+            "images": len(paths),
+            "pairs": len(pairs),
+        }
+    out["chip_versions"] = emb.versions
+    return out

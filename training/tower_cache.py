@@ -63,10 +63,20 @@ class ChipSource:
         return f"{pipeline_version()}|{TOWER_INPUTS[tower][0]}"
 
     def chips(self, rgb: np.ndarray) -> dict[str, np.ndarray | None]:
-        faces = [_Boxed(_box_tuple(f.box), f) for f in self.pipeline.faces(rgb)]
-        chosen = choose_face(faces, rgb.shape)
-        have = face_chips(chosen.face) if chosen is not None else {}
+        face = central_face(self.pipeline.faces(rgb), rgb.shape)
+        have = face_chips(face) if face is not None else {}
         return {t: have.get(TOWER_INPUTS[t][0]) for t in self.towers}
+
+
+def central_face(faces: Sequence[Any], shape: tuple[int, ...]) -> Any | None:
+    """training.data.choose_face (nearest the image centre) for faces whose box is a Box object."""
+    chosen = choose_face([_Boxed(_box_tuple(f.box), f) for f in faces], shape)
+    return None if chosen is None else chosen.face
+
+
+def card_inputs(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The card's contract v2 `inputs`, or the single dlib150 `chips` input of older cards."""
+    return list(card.get("inputs") or [{"name": "chips", "size": card["input_size"], "alignment": "dlib150"}])
 
 
 def tower_embedding_model(tower: str, mirror: bool = True) -> Any:
