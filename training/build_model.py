@@ -170,15 +170,21 @@ def export_from_run(
 def export_release(
     out: Path = DEFAULT_OUT,
     head_file: Path = RELEASE_HEAD,
-    version: str = RELEASE_VERSION,
+    version: str | None = None,
     metrics: dict[str, Any] | None = None,
     commands: list[str] | None = None,
 ) -> Path:
     record = json.loads(Path(head_file).read_text())
     if record.get("format") == FUSED_FORMAT:
         return export_fused_from_record(
-            record, out, version=version, metrics=metrics, commands=commands, head_file=Path(head_file)
+            record,
+            out,
+            version=version or FUSED_RELEASE_VERSION,
+            metrics=metrics,
+            commands=commands,
+            head_file=Path(head_file),
         )
+    version = version or RELEASE_VERSION
     lfw = record.get("lfw_view2")
     merged = {**({"lfw_view2": lfw} if lfw else {}), **(metrics or {})}
     return export_from_head_record(

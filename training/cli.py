@@ -65,7 +65,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.build_model import RELEASE_VERSION, export_from_run, export_release
+    from training.build_model import export_from_run, export_release
 
     metrics: dict[str, Any] | None = None
     if args.metrics_json:
@@ -79,7 +79,7 @@ def _export(args: argparse.Namespace) -> int:
         out = export_release(
             Path(args.out),
             Path(args.head),
-            version=args.version or RELEASE_VERSION,
+            version=args.version,
             metrics=metrics,
             commands=command,
         )
