@@ -12,10 +12,9 @@ import tensorflow as tf
 
 from faceverify.sface import SFACE_FILE, SFACE_SHA256
 from service.verification import decide, resolve_request_thresholds
+from tests.training.conftest import LFW_IMAGES, need_lfw
 from training.build_model import FUSED_HEAD, FUSED_RELEASE_VERSION, export_release
 from training.calibration import FAR_LEVELS
-
-from .conftest import LFW_IMAGES, need_lfw
 
 
 @pytest.fixture(scope="module")
