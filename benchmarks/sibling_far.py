@@ -28,7 +28,7 @@ SIBLINGS = (
     ("George_W_Bush", "Jeb_Bush"),
     ("Mary-Kate_Olsen", "Ashley_Olsen"),
 )
-CAP = 30
+CAP = {"George_W_Bush": 30}  # others: every photo
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
 
     record = json.loads(args.head.read_text())
     head = FusionHead.from_record(record)
-    photos = {n: sorted((LFW / n).glob("*.jpg"))[:CAP] for pair in SIBLINGS for n in pair}
+    photos = {n: sorted((LFW / n).glob("*.jpg"))[: CAP.get(n, 1000)] for pair in SIBLINGS for n in pair}
     paths = [p for n in photos for p in photos[n]]
     emb = embed_files(paths, head.towers, progress=False)
     row = {p: i for i, p in enumerate(paths)}
