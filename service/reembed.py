@@ -59,7 +59,7 @@ def reembed(
                 if selection.face is None:
                     report.failed.append((row.id, selection.reason or "no_face"))
                     continue
-                ready.append((row, selection.face, [round(v) for v in selection.face.box]))
+                ready.append((row, selection.face, [int(v) for v in selection.face.box]))
             if ready:
                 vectors = engine.embed_faces([face for _, face, _ in ready])
                 for (row, _, box), vector in zip(ready, vectors, strict=True):

@@ -25,7 +25,6 @@ def _provenance(extra_files: list[tuple[Path, str, str]]) -> list[dict[str, str]
     for name, what in (
         ("dlib_face_recognition_resnet_model_v1.dat", "dlib ResNet face descriptor (tower weights)"),
         ("shape_predictor_5_face_landmarks.dat", "dlib 5-point landmarks (alignment, faceverify)"),
-        ("mmod_human_face_detector.dat", "dlib CNN face detector (faceverify.mmod)"),
     ):
         path = model_path(name)
         rows.append(
@@ -37,20 +36,11 @@ def _provenance(extra_files: list[tuple[Path, str, str]]) -> list[dict[str, str]
                 "license": "public domain (CC0)",
             }
         )
-    import cv2
+    from faceverify import yunet
 
-    from faceverify.detect import CASCADE_FILES, cascade_dir
-
-    for cascade in (cascade_dir() / name for name in CASCADE_FILES.values()):
-        rows.append(
-            {
-                "file": cascade.name,
-                "sha256": sha256_of(cascade),
-                "role": "OpenCV Haar face cascade (faceverify.detect candidates)",
-                "source": f"opencv-python-headless {cv2.__version__} (PyPI)",
-                "license": "Intel License Agreement (BSD-style), shipped with OpenCV",
-            }
-        )
+    rows.append(
+        {**yunet.PROVENANCE, "role": "YuNet face detector: box, 5 landmarks, score (faceverify.yunet)"}
+    )
     for path, role, source in extra_files:
         rows.append(
             {

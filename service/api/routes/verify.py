@@ -103,7 +103,7 @@ def verify(
         detection_threshold=thresholds.detection,
         verification_threshold=thresholds.verification,
         best_similarity=decision.best_similarity,
-        face=FaceOut(box=[round(v) for v in face.box], quality=quality_out(face)),
+        face=FaceOut(box=[int(v) for v in face.box], quality=quality_out(face)),
         faces_found=selection.faces_found,
         model_version=engine.version,
         elapsed_ms=(time.perf_counter() - started) * 1000.0,
