@@ -9,6 +9,8 @@ Variants (each gives a 150x150 dlib chip per image, or none):
   position in YuNet's similarity frame, fitted on pairsDevTrain images), no shape predictor;
 * ``haar-mmod``: the previous pipeline (Haar cascades + consistency gate + dlib's CNN), loaded
   from git history with ``--old-pipeline FILE`` (``git show c417a90:faceverify/pipeline.py``).
+  It needs faceverify/detect.py and faceverify/mmod.py, deleted after this A/B: rerun it in a
+  checkout of commit 1e51047 (the last one with both pipelines), ``git worktree add``.
 
 Accuracy is LFW's 10-fold protocol on the 1,000 pairs (threshold chosen on nine folds).
 
