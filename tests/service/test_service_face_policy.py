@@ -62,3 +62,14 @@ def test_enrolment_refuses_low_quality_with_its_reason(change: dict, reason: str
     # Verify reports quality but still uses the face; reembed skips the gate.
     assert select_verify_face([face]).face is face
     assert select_enrolment_face([face], quality_gate=False).face is face
+
+
+def test_verify_prefers_the_centred_face_among_comparable_ones() -> None:
+    def at(box: tuple[int, int, int, int]) -> Face:
+        f = _face(box)
+        return replace(f, image_size=(500, 250))
+
+    off_centre_big, centred = at((0, 60, 110, 110)), at((200, 70, 95, 95))
+    assert select_verify_face([off_centre_big, centred]).face is centred
+    small_centred = at((230, 100, 50, 50))  # under half the largest's width: background
+    assert select_verify_face([off_centre_big, small_centred]).face is off_centre_big
