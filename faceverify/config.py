@@ -69,6 +69,6 @@ def pipeline_version(config: PipelineConfig) -> str:
     return f"yunet2023mar+dlib5pt+chips150-112-{digest[:12]}"
 
 
-_CODE_REVISION = 1
+_CODE_REVISION = 1  # image_size on Face does not change chips
 PRODUCTION = PipelineConfig()
 PIPELINE_VERSION = pipeline_version(PRODUCTION)

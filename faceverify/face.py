@@ -70,6 +70,8 @@ class Face:
     quality: FaceQuality
     chips: Mapping[str, np.ndarray] = field(repr=False)
     dlib_landmarks: np.ndarray = field(repr=False)
+    #: (width, height) of the image the face was found in; (0, 0) when unknown.
+    image_size: tuple[int, int] = (0, 0)
 
     @property
     def chip(self) -> np.ndarray:

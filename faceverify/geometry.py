@@ -38,8 +38,9 @@ class Box:
         return (self.x, self.y, self.w, self.h)
 
     def as_ints(self) -> tuple[int, int, int, int]:
-        """Rounded ``(x, y, w, h)``, as the API and the database store it."""
-        return (round(self.x), round(self.y), round(self.w), round(self.h))
+        """``(x, y, w, h)`` as the API and the database store it: ``int()`` of each, the same as
+        ``tuple(int(v) for v in box)`` (what enrolment writes), so verify reports the same box."""
+        return (int(self.x), int(self.y), int(self.w), int(self.h))
 
     def scaled(self, factor: float) -> Box:
         """The same rectangle in an image resized by ``factor`` (both axes)."""

@@ -87,14 +87,12 @@ class FacePipeline:
         c = self.config
         chips = LazyChips(
             {
-                "dlib150": lambda: extract_face_chip(
-                    rgb, dlib_marks, c.dlib_chip_size, c.dlib_chip_padding
-                ),
+                "dlib150": lambda: extract_face_chip(rgb, dlib_marks, c.dlib_chip_size, c.dlib_chip_padding),
                 "arcface112": lambda: chip112,
             },
             {"arcface112": chip112},
         )
-        return Face(det.box, marks, det.score, quality, chips, dlib_marks)
+        return Face(det.box, marks, det.score, quality, chips, dlib_marks, (rgb.shape[1], rgb.shape[0]))
 
     def upright_landmarks(self, rgb: np.ndarray, det: Detection, dlib_marks: np.ndarray) -> np.ndarray:
         """YuNet's landmarks, redone on an upright copy of the face when the head is tilted.

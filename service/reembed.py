@@ -9,8 +9,8 @@ a rerun continues where it stopped.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -45,7 +45,7 @@ def reembed(
     for start in range(0, len(ids), batch_size):
         with session_factory() as session:
             rows = session.scalars(select(Image).where(Image.id.in_(ids[start : start + batch_size]))).all()
-            ready: list[tuple[Image, np.ndarray, list[int]]] = []
+            ready: list[tuple[Image, Any, list[int]]] = []
             for row in rows:
                 if not store.exists(row.path):
                     report.failed.append((row.id, "file_missing"))
@@ -55,13 +55,13 @@ def reembed(
                 if rgb is None:
                     report.failed.append((row.id, reason or "not_an_image"))
                     continue
-                selection = select_enrolment_face(engine.faces(rgb))
+                selection = select_enrolment_face(engine.faces(rgb), quality_gate=False)
                 if selection.face is None:
                     report.failed.append((row.id, selection.reason or "no_face"))
                     continue
-                ready.append((row, selection.face.chip, [int(v) for v in selection.face.box]))
+                ready.append((row, selection.face, [int(v) for v in selection.face.box]))
             if ready:
-                vectors = engine.embed(np.stack([chip for _, chip, _ in ready]))
+                vectors = engine.embed_faces([face for _, face, _ in ready])
                 for (row, _, box), vector in zip(ready, vectors, strict=True):
                     row.embedding = embedding_to_bytes(vector)
                     row.embedding_dim = int(vector.shape[0])

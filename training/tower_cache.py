@@ -8,7 +8,7 @@ keyed like the chip cache (file path + size + mtime), so a change of cropping or
 folder instead of mixing versions.
 
 Chips come from the one face pipeline by alignment name ("dlib150", "arcface112"; shared contract),
-the face nearest the image centre (LFW photos are centred on their subject).
+for the face the service's verify would use (faceverify.selection.select_verify_face).
 """
 
 from __future__ import annotations
@@ -21,17 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from training.data import choose_face, default_cache_dir, pipeline_version
+from training.data import default_cache_dir, pipeline_version
 
 #: Tower name -> (alignment of its chips, chip size). The served model's card `inputs` follow this.
 TOWER_INPUTS: dict[str, tuple[str, int]] = {"dlib": ("dlib150", 150), "sface": ("arcface112", 112)}
 INPUT_NAMES: dict[str, str] = {"dlib": "chips", "sface": "chips_sface"}
-
-
-@dataclass(frozen=True)
-class _Boxed:
-    box: tuple[float, float, float, float]
-    face: Any
+#: The face used per photo: faceverify.selection.select_verify_face, the service's verify rule.
+SELECTION = "select_verify_face"
 
 
 def face_chips(face: Any) -> dict[str, np.ndarray]:
@@ -40,12 +36,6 @@ def face_chips(face: Any) -> dict[str, np.ndarray]:
     if isinstance(chips, Mapping):
         return {str(k): np.asarray(chips[k], np.uint8) for k in chips}
     return {"dlib150": np.asarray(face.chip, np.uint8)}
-
-
-def _box_tuple(box: Any) -> tuple[float, float, float, float]:
-    as_tuple = getattr(box, "as_tuple", None)
-    x, y, w, h = as_tuple() if callable(as_tuple) else box
-    return (float(x), float(y), float(w), float(h))
 
 
 class ChipSource:
@@ -60,23 +50,15 @@ class ChipSource:
         self.towers = list(towers)
 
     def version(self, tower: str) -> str:
-        return f"{pipeline_version()}|{TOWER_INPUTS[tower][0]}"
+        """Cache key part: pipeline version + the tower's alignment + the face-selection rule."""
+        return f"{pipeline_version()}|{TOWER_INPUTS[tower][0]}|{SELECTION}"
 
     def chips(self, rgb: np.ndarray) -> dict[str, np.ndarray | None]:
-        face = central_face(self.pipeline.faces(rgb), rgb.shape)
+        from faceverify.selection import select_verify_face
+
+        face = select_verify_face(self.pipeline.faces(rgb)).face
         have = face_chips(face) if face is not None else {}
         return {t: have.get(TOWER_INPUTS[t][0]) for t in self.towers}
-
-
-def central_face(faces: Sequence[Any], shape: tuple[int, ...]) -> Any | None:
-    """training.data.choose_face (nearest the image centre) for faces whose box is a Box object."""
-    chosen = choose_face([_Boxed(_box_tuple(f.box), f) for f in faces], shape)
-    return None if chosen is None else chosen.face
-
-
-def card_inputs(card: dict[str, Any]) -> list[dict[str, Any]]:
-    """The card's contract v2 `inputs`, or the single dlib150 `chips` input of older cards."""
-    return list(card.get("inputs") or [{"name": "chips", "size": card["input_size"], "alignment": "dlib150"}])
 
 
 def tower_embedding_model(tower: str, mirror: bool = True) -> Any:

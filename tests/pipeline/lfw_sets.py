@@ -36,6 +36,13 @@ def lfw_rgb(name: str) -> np.ndarray:
 def far_frame(rgb: np.ndarray, seed: int, scale: float = FAR_FACE_SCALE) -> np.ndarray:
     """The photo shrunk by ``scale`` and pasted at a seeded random spot of a 640x480 frame filled
     with a blurred, darkened copy of the photo (a plain grey frame is unrealistically easy)."""
+    return far_frame_placed(rgb, seed, scale)[0]
+
+
+def far_frame_placed(
+    rgb: np.ndarray, seed: int, scale: float = FAR_FACE_SCALE
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """:func:`far_frame` and where the shrunk photo went, (x, y, w, h)."""
     rng = np.random.default_rng(seed)
     small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     frame = cv2.resize(rgb, (640, 480), interpolation=cv2.INTER_LINEAR)
@@ -44,7 +51,7 @@ def far_frame(rgb: np.ndarray, seed: int, scale: float = FAR_FACE_SCALE) -> np.n
     y = int(rng.integers(0, 480 - h))
     x = int(rng.integers(0, 640 - w))
     frame[y : y + h, x : x + w] = small
-    return frame
+    return frame, (x, y, w, h)
 
 
 def canvas(photos: list[np.ndarray], columns: int) -> np.ndarray:

@@ -130,3 +130,58 @@ def test_version_follows_the_chip_settings() -> None:
         pipeline_version(replace(PRODUCTION, quality=QualityThresholds(min_face_width=80)))
         == PIPELINE_VERSION
     )
+
+
+def test_blank_and_noise_images_have_no_face(pipeline) -> None:  # type: ignore[no-untyped-def]
+    assert pipeline.faces(np.zeros((480, 640, 3), dtype=np.uint8)) == []
+    assert pipeline.faces(np.full((300, 300, 3), 200, dtype=np.uint8)) == []
+    rng = np.random.default_rng(0)
+    assert pipeline.faces(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)) == []
+    assert pipeline.largest_face(np.zeros((100, 100, 3), dtype=np.uint8)) is None
+
+
+def test_rejects_non_rgb_input(pipeline) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError):
+        pipeline.faces(np.zeros((100, 100), dtype=np.uint8))
+    with pytest.raises(ValueError):
+        pipeline.faces(np.zeros((100, 100, 3), dtype=np.float32))
+
+
+@pytest.mark.lfw
+def test_each_face_of_a_pair_image_is_aligned_as_alone(pipeline) -> None:  # type: ignore[no-untyped-def]
+    a, b = lfw_rgb("Aaron_Peirsol_0001"), lfw_rgb("Tony_Blair_0010")
+    left, right = sorted(pipeline.faces(np.ascontiguousarray(np.hstack([a, b]))), key=lambda f: f.box.x)
+    for found, img in ((left, a), (right, b)):
+        ref = pipeline.largest_face(img)
+        assert np.abs(found.chip.astype(int) - ref.chip.astype(int)).mean() < 3.0
+
+
+@pytest.mark.lfw
+def test_exif_rotated_photo_gives_the_same_face(pipeline) -> None:  # type: ignore[no-untyped-def]
+    import io
+
+    from lfw_sets import lfw_path
+    from PIL import Image
+
+    from faceverify.decode import decode_image
+
+    upright = decode_image(lfw_path("Tony_Blair_0010").read_bytes())
+    stored = Image.fromarray(np.rot90(upright, k=-1).copy())  # sensor image rotated 90 CW
+    exif = Image.Exif()
+    exif[0x0112] = 8  # "rotate 90 CCW to display"
+    buf = io.BytesIO()
+    stored.save(buf, format="JPEG", quality=95, exif=exif.tobytes())
+    a, b = pipeline.largest_face(upright), pipeline.largest_face(decode_image(buf.getvalue()))
+    assert np.abs(a.landmarks - b.landmarks).max() < 3.0
+    assert np.abs(a.chip.astype(int) - b.chip.astype(int)).mean() < 6.0
+
+
+def test_video_frames_performer_is_found(pipeline) -> None:  # type: ignore[no-untyped-def]
+    from lfw_sets import FRAMES
+
+    if not FRAMES.is_dir():
+        pytest.skip(f"frames not found at {FRAMES}")
+    for idx in (120, 170, 180, 200):
+        bgr = cv2.imread(str(FRAMES / f"frame_{idx:04d}.jpg"))
+        faces = pipeline.faces(np.ascontiguousarray(bgr[:, :, ::-1]))
+        assert faces and faces[0].box.w > 60, idx  # the performer, face-on, is the largest face

@@ -11,13 +11,19 @@ from sqlalchemy import select
 
 from service.api.deps import EngineDep, SessionDep, SettingsDep
 from service.api.errors import USER_ID_PATTERN, ApiError
-from service.api.schemas import ErrorOut, FaceOut, VerifyOut
+from service.api.schemas import ErrorOut, FaceOut, QualityOut, VerifyOut
 from service.db_models import Image, User, embedding_from_bytes
 from service.engine import select_verify_face
 from service.uploads import TOO_BIG_REASONS, decode, read_upload
 from service.verification import ThresholdError, decide, resolve_request_thresholds
 
 router = APIRouter(tags=["verification"])
+
+
+def quality_out(face: object) -> QualityOut | None:
+    """The face's quality for the response (faces without one, e.g. test doubles, give None)."""
+    quality = getattr(face, "quality", None)
+    return QualityOut(**quality.as_dict()) if quality is not None else None
 
 
 @router.post(
@@ -96,7 +102,7 @@ def verify(
         raise ApiError(422, "no_face", "no face found in the image")
     face = selection.face
 
-    probe = engine.embed(face.chip[np.newaxis])[0]
+    probe = engine.embed_faces([face])[0]
     similarities = engine.score(probe, np.stack(current))
     decision = decide(similarities, thresholds)
     return VerifyOut(
@@ -109,7 +115,8 @@ def verify(
         verification_threshold=thresholds.verification,
         target_far=request.target_far,
         best_similarity=decision.best_similarity,
-        face=FaceOut(box=[int(v) for v in face.box]),
+        face=FaceOut(box=[int(v) for v in face.box], quality=quality_out(face)),
+        faces_found=selection.faces_found,
         model_version=engine.version,
         elapsed_ms=(time.perf_counter() - started) * 1000.0,
     )
