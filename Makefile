@@ -27,7 +27,7 @@ serve: setup release-model
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy service
+	$(VENV)/bin/mypy service faceverify training
 
 test: setup lint
 	$(PY) -m pytest

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -43,7 +44,7 @@ class _Candidate:
     sha256: str
     data: bytes
     box: tuple[int, int, int, int]
-    chip: np.ndarray
+    face: Any  # faceverify's Face: its chips feed every tower of the served model
     embedding: np.ndarray | None = None
 
 
@@ -84,7 +85,7 @@ def enrol(
         if reasons and reasons <= TOO_BIG_REASONS:
             raise TooLarge("no_usable_image", detail)
         raise InvalidInput("no_usable_image", detail)
-    embeddings = engine.embed(np.stack([c.chip for c in candidates.values()]))
+    embeddings = engine.embed_faces([c.face for c in candidates.values()])
     for candidate, vector in zip(candidates.values(), embeddings, strict=True):
         candidate.embedding = vector
     ids = _persist(session, store, engine, settings, user_id, candidates)
@@ -117,7 +118,7 @@ def _judge(
             result.rejected.append((filename, selection.reason or "no_face"))
             continue
         x, y, w, h = (int(v) for v in selection.face.box)
-        candidates[digest] = _Candidate(digest, data, (x, y, w, h), selection.face.chip)
+        candidates[digest] = _Candidate(digest, data, (x, y, w, h), selection.face)
         order.append(digest)
     return order, candidates
 

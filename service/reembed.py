@@ -14,8 +14,8 @@ price of keeping no photos.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-import numpy as np
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,7 +38,7 @@ class _Ready:
     image_id: int
     user_pk: int
     sha256: str
-    chip: np.ndarray
+    face: Any  # faceverify's Face: its chips feed every tower of the served model
     box: list[int]
 
 
@@ -69,7 +69,7 @@ def reembed(
             ready = [r for r in (_prepare(store, engine, row, max_pixels, report) for row in rows) if r]
             if not ready:
                 continue
-            vectors = engine.embed(np.stack([r.chip for r in ready]))
+            vectors = engine.embed_faces([r.face for r in ready])
             for item, vector in zip(ready, vectors, strict=True):
                 result = session.execute(
                     update(Image)
@@ -113,9 +113,9 @@ def _prepare(
     if rgb is None:
         report.failed.append((int(image_id), reason or "not_an_image"))
         return None
-    selection = select_enrolment_face(engine.faces(rgb))
+    selection = select_enrolment_face(engine.faces(rgb), quality_gate=False)
     if selection.face is None:
         report.failed.append((int(image_id), selection.reason or "no_face"))
         return None
     box = [int(v) for v in selection.face.box]
-    return _Ready(int(image_id), int(user_pk), str(sha256), selection.face.chip, box)
+    return _Ready(int(image_id), int(user_pk), str(sha256), selection.face, box)

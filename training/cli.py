@@ -16,6 +16,7 @@ from typing import Any
 from training.data import LFW_DIR
 
 DEFAULT_MODEL = Path("models/release")
+RELEASE_HEAD_FILE = Path(__file__).resolve().parent / "release" / "fused_head.json"
 
 
 def _set_threads(n: int) -> None:
@@ -64,17 +65,21 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from training.build_model import RELEASE_VERSION, export_from_run, export_release
+    from training.build_model import export_from_run, export_release
 
     metrics: dict[str, Any] | None = None
     if args.metrics_json:
         metrics = {"lfw_view2": json.loads(Path(args.metrics_json).read_text())}
     command = ["faceverify " + shlex.join(sys.argv[1:])] if sys.argv[1:2] == ["export"] else []
-    if args.release:
+    if args.tower:
+        from training.build_model import export_tower_alone
+
+        out = export_tower_alone(args.tower, Path(args.out), version=args.version or "dev")
+    elif args.release:
         out = export_release(
             Path(args.out),
             Path(args.head),
-            version=args.version or RELEASE_VERSION,
+            version=args.version,
             metrics=metrics,
             commands=command,
         )
@@ -219,9 +224,93 @@ def _register_train_seed(subparsers: Any, fmt: Any) -> None:
     s.set_defaults(func=_train_seed)
 
 
+def _fuse(args: argparse.Namespace) -> int:
+    from training.fuse import run_fuse
+
+    _set_threads(args.threads)
+    command = "faceverify " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["fuse"] else ""
+    record = run_fuse(
+        Path(args.data),
+        Path(args.out),
+        Path(args.det_plot) if args.det_plot else None,
+        cache_dir=args.cache_dir,
+        seed=args.seed,
+        progress=not args.quiet,
+        command=command,
+    )
+    for name, m in record["metrics"]["heldout_pairsDevTest"].items():
+        print(
+            f"pairsDevTest {name:6s} accuracy {m['accuracy_mean'] * 100:.2f}% "
+            f"+- {m['accuracy_std'] * 100:.2f} "
+            f"AUC {m['auc']:.4f} TAR@FAR1e-3 {m['tar_at_far_1e-3'] * 100:.2f}%"
+        )
+    for p in record["operating_points"]:
+        print(
+            f"FAR {p['far']:.0e}: detection_threshold {p['detection_threshold']:.6f} "
+            f"FRR {p['frr'] * 100:.2f}% "
+            f"(by k {' '.join(f'{v * 100:.2f}' for v in p['frr_by_k'].values())}; worst k {p['worst_k']}"
+            f"{'' if p['resolved'] else '; UNRESOLVED: under 10 impostor trials per allowed false accept'})"
+        )
+    print(f"head: weights {record['weights']} bias {record['bias']:.4f} -> {args.out}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from training.fuse import compare_towers
+    from training.fusion import FusionHead
+
+    _set_threads(args.threads)
+    head = FusionHead.from_record(json.loads(Path(args.head).read_text()))
+    result = compare_towers(Path(args.data), Path(args.pairs), head, progress=not args.quiet)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    for name in ("dlib", "sface", "fused"):
+        m = result[name]
+        print(
+            f"{Path(args.pairs).name} {name:6s} accuracy {m['accuracy_mean'] * 100:.2f}% "
+            f"+- {m['accuracy_std'] * 100:.2f} AUC {m['auc']:.4f} EER {m['eer'] * 100:.2f}% "
+            f"TAR@FAR1e-3 {m['tar_at_far_1e-3'] * 100:.2f}% no face {m['no_face_found']}/{m['images']}"
+        )
+    return 0
+
+
 def register(subparsers: Any) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     _register_train_seed(subparsers, fmt)
+
+    c = subparsers.add_parser(
+        "compare-towers",
+        formatter_class=fmt,
+        help="dlib alone, SFace alone and fused on an LFW pairs file (LFW protocol, cached embeddings)",
+    )
+    c.add_argument("--data", type=Path, default=LFW_DIR, help="LFW root")
+    c.add_argument("--pairs", required=True, help="pairs file (pairs.txt = View 2, pairsDevTest.txt, ...)")
+    c.add_argument("--head", default=str(RELEASE_HEAD_FILE), help="fused head record")
+    c.add_argument("--json", default=None, help="write the three reports as JSON here")
+    c.add_argument("--threads", type=int, default=2, help="TensorFlow CPU threads (0 = TF default)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=_compare)
+
+    f = subparsers.add_parser(
+        "fuse",
+        formatter_class=fmt,
+        help="fit the dlib + SFace fusion head and calibrate operating points on LFW View 1",
+        description="Embeds View 1 photos with both towers (cached), fits the logistic fusion head on "
+        "peopleDevTrain pairs, reports dlib / SFace / fused on pairsDevTest, calibrates the vote rule's "
+        "thresholds at FAR 1e-2..1e-6 and writes the head record (for faceverify export --release) and "
+        "a DET plot. Never reads View 2.",
+    )
+    f.add_argument("--data", type=Path, default=LFW_DIR, help="LFW root with the View 1 files")
+    f.add_argument("--out", default="runs/fuse/fused_head.json", help="head record to write")
+    f.add_argument("--det-plot", default="runs/fuse/det.png", help="DET plot PNG to write ('' = none)")
+    f.add_argument(
+        "--cache-dir", type=Path, default=None, help="embedding cache (default ~/.cache/faceverify)"
+    )
+    f.add_argument("--seed", type=int, default=0, help="seed of the photo sample, impostor pairs, k-subsets")
+    f.add_argument("--threads", type=int, default=2, help="TensorFlow CPU threads (0 = TF default)")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=_fuse)
 
     p = subparsers.add_parser(
         "train",
@@ -355,8 +444,14 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument(
         "--head",
-        default=str(Path(__file__).resolve().parent / "release" / "release_head.json"),
-        help="head JSON for --release",
+        default=str(RELEASE_HEAD_FILE),
+        help="head JSON for --release (fused_head.json: dlib + SFace; release_head.json: dlib alone)",
+    )
+    e.add_argument(
+        "--tower",
+        choices=["dlib", "sface"],
+        default=None,
+        help="export one frozen tower alone (contract v2, cosine + a plain monotone head; no LFW)",
     )
     e.add_argument("--out", default=str(DEFAULT_MODEL), help="output model folder (replaced atomically)")
     e.add_argument(

@@ -252,21 +252,6 @@ def pipeline_version() -> str:
     return digest.hexdigest()[:12]
 
 
-def choose_face(faces: Sequence[Any], shape: tuple[int, ...]) -> Any | None:
-    """LFW images are centred on their subject but often show other people: take the face whose box
-    centre is nearest the image centre (ties: the larger). Other datasets get the same rule, which
-    reduces to "the only face" in the usual one-face image."""
-    if not faces:
-        return None
-    cy, cx = shape[0] / 2.0, shape[1] / 2.0
-
-    def key(face: Any) -> tuple[float, float]:
-        x, y, w, h = face.box
-        return ((x + w / 2 - cx) ** 2 + (y + h / 2 - cy) ** 2, -float(w * h))
-
-    return min(faces, key=key)
-
-
 class ChipCache:
     """Aligned 150x150 chips on disk, keyed by file path + size + mtime + pipeline version.
 
@@ -336,11 +321,12 @@ class ChipCache:
 
 
 def detect_chip(data: bytes, pipeline: Any) -> np.ndarray | None:
-    """decode -> detect -> align, exactly as the service does; None when no face is found."""
+    """decode -> detect -> the largest face's dlib150 chip, exactly as the service's verify picks it;
+    None when no face is found."""
     from faceverify.decode import decode_image
+    from faceverify.selection import select_verify_face
 
-    rgb = decode_image(data)
-    face = choose_face(pipeline.faces(rgb), rgb.shape)
+    face = select_verify_face(pipeline.faces(decode_image(data))).face
     return None if face is None else np.asarray(face.chip, dtype=np.uint8)
 
 

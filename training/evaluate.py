@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from training.data import Pair, choose_face, read_pairs, unique_images
+from training.data import Pair, read_pairs, unique_images
 
 # Below every similarity the head can output ([0, 1]): a missing face never matches.
 NO_FACE_SCORE = -1.0
@@ -197,21 +197,16 @@ class EmbeddedImages:
 
 
 def embed_images(paths: Sequence[Path], model: Any, pipeline: Any, progress: bool = True) -> EmbeddedImages:
-    """Full pipeline per unique image, timed end to end (read + decode + detect + align + embed)."""
-    import tensorflow as tf
+    """Full pipeline per unique image, timed end to end (read + decode + detect + align + embed):
+    the service's verify path (faceverify's largest-face rule, ``ServedModel.embed_faces``)."""
     from tqdm import tqdm
 
     from faceverify.decode import decode_image
-
-    embed = model.signatures["embed"]
+    from faceverify.selection import select_verify_face
 
     def one(path: Path) -> np.ndarray | None:
-        rgb = decode_image(Path(path).read_bytes())
-        face = choose_face(pipeline.faces(rgb), rgb.shape)
-        if face is None:
-            return None
-        chip = tf.constant(np.asarray(face.chip, dtype=np.uint8)[None])
-        return np.asarray(embed(chips=chip)["embeddings"].numpy()[0], dtype=np.float32)
+        face = select_verify_face(pipeline.faces(decode_image(Path(path).read_bytes()))).face
+        return None if face is None else model.embed_faces([face])[0]
 
     if paths:
         one(paths[0])  # warm-up: graph tracing and lazy loading are not per-image costs
@@ -225,11 +220,8 @@ def embed_images(paths: Sequence[Path], model: Any, pipeline: Any, progress: boo
 
 
 def score_pairs(pairs: Sequence[Pair], embeddings: dict[Path, np.ndarray | None], model: Any) -> np.ndarray:
-    """`score` signature per left image against the bank of its right images (as the service does at
-    verify time); pairs with a missing face get NO_FACE_SCORE."""
-    import tensorflow as tf
-
-    score = model.signatures["score"]
+    """`score` per left image against the bank of its right images (as the service does at verify
+    time); pairs with a missing face get NO_FACE_SCORE. ``model``: a faceverify ServedModel."""
     scores = np.full(len(pairs), NO_FACE_SCORE, dtype=np.float64)
     by_left: dict[Path, list[int]] = {}
     for i, p in enumerate(pairs):
@@ -237,8 +229,7 @@ def score_pairs(pairs: Sequence[Pair], embeddings: dict[Path, np.ndarray | None]
             by_left.setdefault(p.left, []).append(i)
     for left, idx in by_left.items():
         bank = np.stack([embeddings[pairs[i].right] for i in idx]).astype(np.float32)  # type: ignore[misc]
-        sims = score(probe=tf.constant(embeddings[left]), bank=tf.constant(bank))["similarity"].numpy()
-        scores[idx] = sims
+        scores[idx] = model.score(embeddings[left], bank)
     return scores
 
 
@@ -253,7 +244,7 @@ def evaluate(
     scores_csv: Path | None = None,
 ) -> dict[str, Any]:
     """Run the protocol; return the JSON-key metrics (plus per-fold details under extra keys)."""
-    import tensorflow as tf
+    from faceverify.model import ServedModel
 
     pairs = read_pairs(pairs_file, images_dir)
     missing = [p for p in unique_images(pairs) if not p.exists()]
@@ -263,7 +254,7 @@ def evaluate(
         from faceverify.pipeline import FacePipeline
 
         pipeline = FacePipeline()
-    model = tf.saved_model.load(str(model_dir))
+    model = ServedModel(model_dir)
     images = unique_images(pairs)
     emb = embed_images(images, model, pipeline, progress=progress)
     scores = score_pairs(pairs, emb.embeddings, model)

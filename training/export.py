@@ -117,9 +117,7 @@ def export_served_model(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a service running as another user must read it
     try:
-        tf.saved_model.save(
-            served, str(staging), signatures={"embed": served.embed, "score": served.score}
-        )
+        tf.saved_model.save(served, str(staging), signatures={"embed": served.embed, "score": served.score})
         (staging / MODEL_CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
         if out.exists():
             backup = out.with_name(f".{out.name}.old")
@@ -167,9 +165,7 @@ def export_tiny_test_model(
     tower = build_tiny_tower(input_size, embedding_dim, seed)
     embedding = build_embedding_model(tower, input_size, mirror=False)
     head = build_similarity_head(embedding_dim, "cosine")
-    head.get_layer("classifier").set_weights(
-        [tf.constant([[-100.0]]).numpy(), tf.constant([5.0]).numpy()]
-    )
+    head.get_layer("classifier").set_weights([tf.constant([[-100.0]]).numpy(), tf.constant([5.0]).numpy()])
     card = build_model_card(
         name="faceverify-tiny-test",
         version=version,
@@ -182,3 +178,94 @@ def export_tiny_test_model(
         data="none (random weights, for tests only)",
     )
     return export_served_model(embedding, head, out_dir, card)
+
+
+# ------------------------------------------------------------------------- contract v2: several towers
+
+
+class MultiTowerServedModel(tf.Module):
+    """Contract v2 served graph: one keyword chip input per tower, a fused score.
+
+    `embed(**{input: uint8 [N,S,S,3]})` -> each tower's unit-length embedding (chip and mirror in one
+    batched pass, see `build_embedding_model`), concatenated in `inputs` order. `score(probe, bank)`
+    splits both back per tower, takes one cosine per tower (the distance layer) and applies the
+    learned head: sigmoid(sum_t w_t cos_t + b).
+    """
+
+    def __init__(
+        self,
+        towers: list[tuple[dict[str, Any], keras.Model]],
+        weights: list[float],
+        bias: float,
+        tower_dim: int = 128,
+    ):
+        super().__init__(name="faceverify_multi_tower")
+        if len(towers) != len(weights):
+            raise ValueError("one head weight per tower")
+        self.embeddings = [model for _, model in towers]
+        self._inputs = [dict(spec) for spec, _ in towers]
+        self._dim = tower_dim
+        self.head_weights = tf.Variable(tf.constant(weights, tf.float32), trainable=False, name="head_w")
+        self.head_bias = tf.Variable(tf.constant(bias, tf.float32), trainable=False, name="head_b")
+        total = tower_dim * len(towers)
+        specs = [
+            tf.TensorSpec([None, int(s["size"]), int(s["size"]), 3], tf.uint8, name=str(s["name"]))
+            for s in self._inputs
+        ]
+        self.embed = tf.function(self._embed, input_signature=specs)
+        self.score = tf.function(
+            self._score,
+            input_signature=[
+                tf.TensorSpec([total], tf.float32, name="probe"),
+                tf.TensorSpec([None, total], tf.float32, name="bank"),
+            ],
+        )
+
+    def _embed(self, *chips: tf.Tensor) -> dict[str, tf.Tensor]:
+        parts = [
+            tf.cast(model(tf.cast(c, tf.float32), training=False), tf.float32)
+            for model, c in zip(self.embeddings, chips, strict=True)
+        ]
+        return {"embeddings": tf.concat(parts, axis=1)}
+
+    def _score(self, probe: tf.Tensor, bank: tf.Tensor) -> dict[str, tf.Tensor]:
+        n = len(self._inputs)
+        probes = tf.reshape(probe, [n, self._dim])
+        banks = tf.reshape(bank, [-1, n, self._dim])
+        cosines = tf.einsum("mtd,td->mt", banks, probes)  # [M, T]: one distance per tower
+        logits = tf.linalg.matvec(cosines, self.head_weights) + self.head_bias
+        return {"similarity": tf.sigmoid(logits)}
+
+
+def export_multi_tower(
+    towers: list[tuple[dict[str, Any], keras.Model]],
+    weights: list[float],
+    bias: float,
+    out_dir: str | Path,
+    card: dict[str, Any],
+) -> Path:
+    """Write a contract v2 SavedModel + card atomically (see `export_served_model`)."""
+    out = Path(out_dir)
+    served = MultiTowerServedModel(towers, weights, bias)
+    signatures = {"embed": served.embed, "score": served.score}
+    return _save_atomically(served, signatures, out, card)
+
+
+def _save_atomically(served: tf.Module, signatures: dict[str, Any], out: Path, card: dict[str, Any]) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)
+    try:
+        tf.saved_model.save(served, str(staging), signatures=signatures)
+        (staging / MODEL_CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+        if out.exists():
+            backup = out.with_name(f".{out.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            out.rename(backup)
+            staging.rename(out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out

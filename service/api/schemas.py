@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 class ErrorOut(BaseModel):
     detail: object = Field(description="Human-readable explanation (or the list of invalid fields).")
     reason: str = Field(
-        description="Stable machine-readable code: no_face, multiple_faces, not_an_image, empty, too_large, "
+        description="Stable machine-readable code: no_face, multiple_faces, face_too_small, "
+        "low_confidence, blurry, too_dark, too_bright, pose_too_far, not_an_image, unsupported_format, "
+        "icc_profile_too_large, metadata_too_large, image_too_small, bad_aspect_ratio, empty, too_large, "
         "too_many_pixels, invalid_user_id, missing_field, invalid_request, threshold_below_floor, "
         "unknown_user, unknown_image, model_version_mismatch, no_enrolled_images, too_many_files, "
         "missing_api_key, invalid_api_key, insufficient_scope, locked_out, rate_limited, invalid_host, "
@@ -26,7 +28,9 @@ class EnrolledImage(BaseModel):
 class RejectedImage(BaseModel):
     filename: str = Field(description="Name of the uploaded file as sent by the client.")
     reason: str = Field(
-        description="no_face, multiple_faces, not_an_image, empty, too_large, too_many_pixels."
+        description="no_face, multiple_faces, face_too_small, low_confidence, blurry, too_dark, too_bright, "
+        "pose_too_far, not_an_image, unsupported_format, icc_profile_too_large, metadata_too_large, "
+        "image_too_small, bad_aspect_ratio, empty, too_large, too_many_pixels."
     )
 
 
@@ -36,8 +40,23 @@ class EnrollOut(BaseModel):
     rejected: list[RejectedImage] = Field(description="Images that could not be used, each with a reason.")
 
 
+class QualityOut(BaseModel):
+    face_width: float = Field(description="Width of the detector's face box, pixels of the image.")
+    sharpness: float = Field(
+        description="Variance of the Laplacian of the 112x112 aligned face (higher = sharper)."
+    )
+    brightness: float = Field(description="Mean grey level of the aligned face, 0-255.")
+    yaw: float = Field(description="Degrees; > 0 when the subject turns towards their left.")
+    pitch: float = Field(description="Degrees; > 0 when the subject looks up.")
+    roll: float = Field(description="Degrees; > 0 when the head tilts towards the subject's left shoulder.")
+    score: float = Field(description="Face detector confidence, 0-1.")
+
+
 class FaceOut(BaseModel):
     box: list[int] = Field(description="Face box in the (EXIF-rotated) probe image: [x, y, w, h] pixels.")
+    quality: QualityOut | None = Field(
+        default=None, description="Face quality (see faceverify/quality.py; enrolment refuses low quality)."
+    )
 
 
 class VerifyOut(BaseModel):
@@ -51,10 +70,14 @@ class VerifyOut(BaseModel):
     vote_ratio: float | None = Field(description="votes / comparisons (null like votes).")
     detection_threshold: float = Field(description="Similarity threshold used for a vote.")
     verification_threshold: float = Field(description="Vote-ratio threshold used for the decision.")
+    target_far: float | None = Field(
+        default=None, description="Calibrated false-accept level decided at (None: card has no levels)."
+    )
     best_similarity: float | None = Field(
         description="Highest similarity with any enrolled image (null like votes)."
     )
     face: FaceOut
+    faces_found: int = Field(default=1, description="Faces detected in the probe; the largest is used.")
     model_version: str = Field(description="Version of the served model (model_card.json).")
     elapsed_ms: float = Field(description="Server-side time of the request, milliseconds.")
 

@@ -29,6 +29,9 @@ def test_release_model_builds_from_dlib_weights_and_the_committed_head(
     name = "dlib_face_recognition_resnet_model_v1.dat"
     assert shas[name] == sha256_of(model_path(name))
     assert shas["release_head.json"] == sha256_of(RELEASE_HEAD)
+    from faceverify.yunet import MODEL_SHA256
+
+    assert shas["face_detection_yunet_2023mar_int8bq.onnx"] == MODEL_SHA256
 
     chips = []
     for person, n in (("Al_Gore", 0), ("Al_Gore", 1), ("Andre_Agassi", 0)):

@@ -15,12 +15,18 @@ from fastapi import APIRouter, File, Form, UploadFile
 from service.api.auditing import AuditDep
 from service.api.deps import EngineDep, SessionDep, SettingsDep, StoreDep, VerifyKey
 from service.api.errors import USER_ID_PATTERN
-from service.api.schemas import ErrorOut, FaceOut, VerifyOut
+from service.api.schemas import ErrorOut, FaceOut, QualityOut, VerifyOut
 from service.domain_errors import InvalidInput, TooLarge
 from service.uploads import TOO_BIG_REASONS, read_upload
 from service.verify_service import VerifyOptions, verify_image
 
 router = APIRouter(tags=["verification"])
+
+
+def quality_out(face: object) -> QualityOut | None:
+    """The face's quality for the response (faces without one, e.g. test doubles, give None)."""
+    quality = getattr(face, "quality", None)
+    return QualityOut(**quality.as_dict()) if quality is not None else None
 
 
 @router.post(
@@ -55,6 +61,14 @@ def verify(
     verification_threshold: Annotated[
         float | None, Form(description="Optional, >= the model card's floor: vote ratio needed.")
     ] = None,
+    target_far: Annotated[
+        float | None,
+        Form(
+            description="Optional false-accept rate to decide at (default: the card's default_far). "
+            "Looser than the card's loosest_far -> 422 target_far_too_loose; between listed levels -> "
+            "the nearest stricter listed level."
+        ),
+    ] = None,
 ) -> VerifyOut:
     """Embeds the probe once and scores it against every stored embedding of the served model version
     in one call; each similarity above detection_threshold is a vote; verified when
@@ -68,7 +82,7 @@ def verify(
             raise (TooLarge if reason in TOO_BIG_REASONS else InvalidInput)(
                 reason, f"image rejected: {reason}"
             )
-        options = VerifyOptions(detection_threshold, verification_threshold)
+        options = VerifyOptions(detection_threshold, verification_threshold, target_far)
         result = verify_image(session, engine, settings, store.keyring, user_id, upload.data, options)
         decision = result.decision
         summary.update(
@@ -76,7 +90,7 @@ def verify(
             reason=None if decision.verified else ("locked_out" if result.locked_for_s else "not_verified"),
             verified=decision.verified, votes=decision.votes, comparisons=decision.comparisons,
             detection_threshold=result.thresholds.detection,
-            verification_threshold=result.thresholds.verification,
+            verification_threshold=result.thresholds.verification, target_far=result.target_far,
             model_version=result.model_version, locked_for_s=result.locked_for_s,
         )  # fmt: skip
     show = settings.expose_scores or "admin" in principal.scopes
@@ -88,8 +102,10 @@ def verify(
         vote_ratio=decision.vote_ratio if show else None,
         detection_threshold=result.thresholds.detection,
         verification_threshold=result.thresholds.verification,
+        target_far=result.target_far,
         best_similarity=decision.best_similarity if show else None,
-        face=FaceOut(box=result.box),
+        face=FaceOut(box=result.probe.box, quality=quality_out(result.probe.face)),
+        faces_found=result.probe.faces_found,
         model_version=result.model_version,
         elapsed_ms=(time.perf_counter() - started) * 1000.0,
     )
