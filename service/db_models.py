@@ -95,3 +95,7 @@ def embedding_from_bytes(blob: bytes, dim: int) -> np.ndarray:
 
 
 __all__ = ["Base", "Image", "User", "embedding_from_bytes", "embedding_to_bytes"]
+
+# The liveness tables live in their own module (owned by the liveness feature) but must be on
+# Base.metadata wherever the schema is compared or created.
+from service import liveness_models as _liveness_models  # noqa: E402,F401

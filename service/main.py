@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import BodySizeLimitMiddleware, install_error_handlers
-from service.api.routes import enroll, health, users, verify
+from service.api.routes import enroll, health, liveness, users, verify
 from service.core.config import Settings
 from service.core.db import create_db_engine, make_session_factory, upgrade_to_head
 from service.engine import FaceEngine
@@ -55,6 +55,6 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
     app = FastAPI(title="faceverify", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, settings=settings)
-    for module in (enroll, verify, users, health):
+    for module in (enroll, verify, liveness, users, health):
         app.include_router(module.router)
     return app

@@ -6,14 +6,17 @@ import time
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from sqlalchemy import select
 
 from service.api.deps import EngineDep, SessionDep, SettingsDep
 from service.api.errors import USER_ID_PATTERN, ApiError
+from service.api.routes.liveness import api_key_name
 from service.api.schemas import ErrorOut, FaceOut, VerifyOut
 from service.db_models import Image, User, embedding_from_bytes
+from service.domain_errors import InvalidInput
 from service.engine import select_verify_face
+from service.liveness import verify_burst
 from service.uploads import TOO_BIG_REASONS, decode, read_upload
 from service.verification import ThresholdError, decide, resolve_thresholds
 
@@ -33,7 +36,7 @@ router = APIRouter(tags=["verification"])
 )
 def verify(
     user_id: Annotated[str, Form(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")],
-    image: Annotated[UploadFile, File(description="One photo or webcam frame; the largest face is used.")],
+    request: Request,
     session: SessionDep,
     engine: EngineDep,
     settings: SettingsDep,
@@ -43,11 +46,24 @@ def verify(
     verification_threshold: Annotated[
         float | None, Form(description="Optional, >= the model card's floor: vote ratio needed.")
     ] = None,
+    image: Annotated[
+        UploadFile | None, File(description="One photo or webcam frame; the largest face is used.")
+    ] = None,
+    challenge_id: Annotated[
+        str | None, Form(max_length=64, description="Liveness: the challenge being answered (with frames).")
+    ] = None,
+    frames: Annotated[
+        list[UploadFile] | None, File(description="Liveness: the burst of frames, in capture order.")
+    ] = None,
 ) -> VerifyOut:
     """Embeds the probe once and scores it against every stored embedding of the served model version
     in one call; each similarity above detection_threshold is a vote; verified when
     votes/comparisons > verification_threshold (both default to the model card)."""
     started = time.perf_counter()
+    if challenge_id is None and settings.liveness_required:
+        raise InvalidInput("liveness_required", "this service verifies only with a liveness challenge")
+    if (challenge_id is None) != (not frames) or (challenge_id is None and image is None):
+        raise InvalidInput("missing_field", "send either `image`, or `challenge_id` with `frames`")
     try:
         thresholds = resolve_thresholds(engine.thresholds, detection_threshold, verification_threshold)
     except ThresholdError as exc:
@@ -57,13 +73,15 @@ def verify(
     if user is None:
         raise ApiError(404, "unknown_user", f"user {user_id!r} is not enrolled")
     rows = session.execute(
-        select(Image.embedding, Image.embedding_dim, Image.model_version).where(Image.user_pk == user.id)
+        select(Image.embedding, Image.embedding_dim, Image.model_version, Image.sha256).where(
+            Image.user_pk == user.id
+        )
     ).all()
     session.rollback()  # release the read transaction before the CNN runs
-    current = [embedding_from_bytes(blob, dim) for blob, dim, version in rows if version == engine.version]
+    current = [embedding_from_bytes(blob, dim) for blob, dim, version, _ in rows if version == engine.version]
     if not current:
         if rows:
-            versions = sorted({version for _, _, version in rows})
+            versions = sorted({version for _, _, version, _ in rows})
             raise ApiError(
                 409,
                 "model_version_mismatch",
@@ -72,6 +90,13 @@ def verify(
             )
         raise ApiError(409, "no_enrolled_images", f"user {user_id!r} has no enrolled images")
 
+    if challenge_id is not None and frames:
+        return verify_burst(
+            session=session, engine=engine, settings=settings, user=user, current=current,
+            enrolled_sha256={digest for *_, digest in rows}, thresholds=thresholds,
+            challenge_id=challenge_id, frames=frames, api_key_name=api_key_name(request), started=started,
+        )  # fmt: skip
+    assert image is not None
     upload = read_upload(image, settings.max_upload_bytes)
     if upload.reason is not None or upload.data is None:
         reason = upload.reason or "empty"

@@ -1,0 +1,168 @@
+"""The liveness side of `POST /verify`: judge a burst of frames against the challenge's steps.
+
+The route has already found the user and the enrolled embeddings; this module consumes the
+challenge, reads and decodes the frames (bounded count and bytes), runs the face pipeline on each,
+and combines the four checks of `faceverify.liveness` with the usual identity decision (vote rule on
+the most frontal frame). `verified` is true only when identity AND liveness pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import UploadFile
+from sqlalchemy.orm import Session
+
+from faceverify.liveness.continuity import check_continuity
+from faceverify.liveness.depth import check_depth, face_size
+from faceverify.liveness.freshness import check_freshness, perceptual_hash
+from faceverify.liveness.steps import PoseSample, check_steps
+from service.api.schemas import FaceOut, LivenessOut, VerifyOut
+from service.core.config import Settings
+from service.db_models import User
+from service.domain_errors import InvalidInput, TooLarge
+from service.engine import FaceEngine, select_verify_face
+from service.liveness_store import consume_challenge, earlier_burst_hashes, remember_burst
+from service.uploads import TOO_BIG_REASONS, decode, read_upload
+from service.verification import Thresholds, decide
+
+MAX_MISSING_FACE_SHARE = 0.2  # frames without a face (blur, occlusion) tolerated before `face_lost`
+
+
+@dataclass(frozen=True)
+class BurstFrame:
+    index: int
+    sha256: str
+    face: Any  # the pipeline's face (box, landmarks, chip)
+
+
+def read_frames(frames: list[UploadFile], settings: Settings) -> list[tuple[str, np.ndarray]]:
+    """(sha256, RGB) per frame, in upload order; 413/422 with the upload's reason otherwise."""
+    if len(frames) < settings.liveness_min_frames:
+        raise InvalidInput(
+            "too_few_frames", f"a liveness burst needs at least {settings.liveness_min_frames} frames"
+        )
+    if len(frames) > settings.liveness_max_frames:
+        raise TooLarge(
+            "too_many_files", f"a liveness burst has at most {settings.liveness_max_frames} frames"
+        )
+    out: list[tuple[str, np.ndarray]] = []
+    total = 0
+    for number, upload in enumerate(frames):
+        read = read_upload(upload, settings.max_upload_bytes)
+        if read.reason is not None or read.data is None:
+            reason = read.reason or "empty"
+            error = TooLarge if reason in TOO_BIG_REASONS else InvalidInput
+            raise error(reason, f"frame {number} rejected: {reason}")
+        total += len(read.data)
+        if total > settings.liveness_max_total_bytes:
+            raise TooLarge(
+                "too_large", f"the frames exceed {settings.liveness_max_total_bytes} bytes in total"
+            )
+        rgb, decode_reason = decode(read.data, settings.max_upload_bytes, settings.max_pixels)
+        if rgb is None:
+            reason = decode_reason or "not_an_image"
+            error = TooLarge if reason in TOO_BIG_REASONS else InvalidInput
+            raise error(reason, f"frame {number} rejected: {reason}")
+        out.append((hashlib.sha256(read.data).hexdigest(), rgb))
+    return out
+
+
+def verify_burst(
+    *,
+    session: Session,
+    engine: FaceEngine,
+    settings: Settings,
+    user: User,
+    current: list[np.ndarray],
+    enrolled_sha256: set[str],
+    thresholds: Thresholds,
+    challenge_id: str,
+    frames: list[UploadFile],
+    api_key_name: str | None,
+    started: float,
+) -> VerifyOut:
+    """Consume the challenge, judge the burst, return the verify answer with its `liveness` part."""
+    steps = consume_challenge(session, challenge_id, user, api_key_name)
+    decoded = read_frames(frames, settings)
+    burst: list[BurstFrame] = []
+    for index, (digest, rgb) in enumerate(decoded):
+        face = select_verify_face(engine.faces(rgb)).face
+        if face is not None:
+            burst.append(BurstFrame(index, digest, face))
+    if not burst:
+        raise InvalidInput("no_face", "no face found in any frame of the burst")
+
+    bank = np.stack(current)
+    embeddings = engine.embed(np.stack([f.face.chip for f in burst]))
+    scores = [engine.score(e, bank) for e in embeddings]
+    track = [np.asarray(f.face.landmarks, np.float64) for f in burst]
+    poses = [_pose(points) for points in track]
+    # Identity: the usual vote rule on the most frontal of the frames (the neutral start, usually).
+    frontal = int(np.argmin([abs(p.yaw) + abs(p.pitch) for p in poses]))
+    decision = decide(scores[frontal], thresholds)
+
+    known_sha, earlier = earlier_burst_hashes(session, user)
+    chip_hashes = [perceptual_hash(f.face.chip) for f in burst]
+    session.rollback()
+    fresh = check_freshness(
+        [f.sha256 for f in burst],
+        chip_hashes,
+        embeddings,
+        known_sha | enrolled_sha256,
+        earlier,
+        bank,
+    )
+    step_result = check_steps(poses, steps)
+    depth = check_depth(track)
+    continuity = check_continuity([float(s.max()) for s in scores], embeddings, track, thresholds.detection)
+    missing = len(decoded) - len(burst)
+    checks = {
+        "fresh": fresh.as_dict(),
+        "steps": step_result.as_dict(),
+        "depth": depth.as_dict(),
+        "continuity": continuity.as_dict(),
+    }
+    reason = None
+    if missing > MAX_MISSING_FACE_SHARE * len(decoded):
+        reason = "face_lost"
+    else:
+        for name in ("fresh", "steps", "depth", "continuity"):
+            if not checks[name]["passed"]:
+                reason = f"{name}:{checks[name]['reason']}"
+                break
+    remember_burst(session, user, [f.sha256 for f in burst], chip_hashes)
+    liveness = LivenessOut(
+        passed=reason is None,
+        reason=reason,
+        steps=steps,
+        frames=len(decoded),
+        frames_with_face=len(burst),
+        checks=checks,
+    )
+    face = burst[frontal].face
+    return VerifyOut(
+        user_id=user.user_id,
+        verified=decision.verified and liveness.passed,
+        votes=decision.votes,
+        comparisons=decision.comparisons,
+        vote_ratio=decision.vote_ratio,
+        detection_threshold=thresholds.detection,
+        verification_threshold=thresholds.verification,
+        best_similarity=decision.best_similarity,
+        face=FaceOut(box=[int(v) for v in face.box]),
+        model_version=engine.version,
+        elapsed_ms=(time.perf_counter() - started) * 1000.0,
+        liveness=liveness,
+    )
+
+
+def _pose(landmarks: np.ndarray) -> PoseSample:
+    from faceverify.pose import head_pose  # the pipeline's pose, from the contract-order landmarks
+
+    pose = head_pose(landmarks)
+    return PoseSample(pose.yaw, pose.pitch, face_size(landmarks))
