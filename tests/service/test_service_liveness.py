@@ -1,0 +1,140 @@
+"""Liveness endpoints over HTTP on SQLite and PostgreSQL (`client` fixture): challenge issue, single
+use, expiry, binding to the user, and the burst /verify refusing a tilted photo acting out the steps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from service_testdata import lfw_bytes
+from sqlalchemy import select, update
+
+from service.liveness_models import LivenessChallenge
+
+pytestmark = pytest.mark.lfw
+
+BUSH = ("George_W_Bush", 1)
+BLAIR = ("Tony_Blair", 1)
+STEP_NAMES = {"turn_left", "turn_right", "look_up", "look_down"}
+
+
+def _enroll(client, user_id: str, photo: tuple[str, int]) -> None:
+    files = [("images", ("a.jpg", lfw_bytes(*photo), "image/jpeg"))]
+    assert client.post("/enroll", data={"user_id": user_id}, files=files).status_code == 201
+
+
+def _challenge(client, user_id: str):
+    return client.post("/liveness/challenge", data={"user_id": user_id})
+
+
+def _burst(client, user_id: str, challenge_id: str, frames: list[bytes], **form: str):
+    files = [("frames", (f"f{i:02d}.jpg", data, "image/jpeg")) for i, data in enumerate(frames)]
+    return client.post("/verify", data={"user_id": user_id, "challenge_id": challenge_id, **form}, files=files)
+
+
+def _assert_error(response, status: int, reason: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["reason"] == reason, response.json()
+
+
+def _blank_frames(n: int = 8) -> list[bytes]:
+    import cv2
+    import numpy as np
+
+    ok, data = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))
+    assert ok
+    return [data.tobytes()] * n
+
+
+def test_challenge_is_random_steps_stored_for_the_user(client) -> None:
+    _enroll(client, "bush", BUSH)
+    seen = set()
+    for _ in range(12):
+        response = _challenge(client, "bush")
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert 2 <= len(body["steps"]) <= 3 and set(body["steps"]) <= STEP_NAMES
+        assert len(set(body["steps"])) == len(body["steps"])
+        assert body["expires_in_s"] == 30 and len(body["challenge_id"]) >= 24
+        seen.add(tuple(body["steps"]))
+    assert len(seen) > 3  # 36 possible sequences: 12 draws repeat little
+    with client.app.state.session_factory() as session:
+        rows = list(session.scalars(select(LivenessChallenge)))
+    assert len(rows) == 12 and all(r.used_at is None and r.api_key_name is None for r in rows)
+
+
+def test_challenge_for_an_unknown_or_invalid_user(client) -> None:
+    _assert_error(_challenge(client, "ghost"), 404, "unknown_user")
+    _assert_error(_challenge(client, "not valid!"), 422, "invalid_user_id")
+
+
+def test_unknown_foreign_used_and_expired_challenges_have_their_own_reasons(client) -> None:
+    _enroll(client, "bush", BUSH)
+    _enroll(client, "blair", BLAIR)
+    _assert_error(_burst(client, "bush", "no-such-challenge", _blank_frames()), 404, "unknown_challenge")
+
+    challenge_id = _challenge(client, "bush").json()["challenge_id"]
+    _assert_error(_burst(client, "blair", challenge_id, _blank_frames()), 403, "challenge_user_mismatch")
+    # The stranger did not burn it: the user's own first answer is judged (no face in blank frames) ...
+    _assert_error(_burst(client, "bush", challenge_id, _blank_frames()), 422, "no_face")
+    # ... and consumed it.
+    _assert_error(_burst(client, "bush", challenge_id, _blank_frames()), 409, "challenge_used")
+
+    expired_id = _challenge(client, "bush").json()["challenge_id"]
+    with client.app.state.session_factory() as session:
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        session.execute(
+            update(LivenessChallenge).where(LivenessChallenge.challenge_id == expired_id).values(expires_at=past)
+        )
+        session.commit()
+    _assert_error(_burst(client, "bush", expired_id, _blank_frames()), 409, "challenge_expired")
+
+
+def test_concurrent_answers_consume_a_challenge_once(client) -> None:
+    _enroll(client, "bush", BUSH)
+    challenge_id = _challenge(client, "bush").json()["challenge_id"]
+    reasons: list[str] = []
+    lock = threading.Lock()
+
+    def answer() -> None:
+        response = _burst(client, "bush", challenge_id, _blank_frames())
+        with lock:
+            reasons.append(response.json()["reason"])
+
+    threads = [threading.Thread(target=answer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(reasons) == ["challenge_used"] * 3 + ["no_face"]  # exactly one got past the consume
+
+
+def test_burst_limits_and_field_combinations(client) -> None:
+    _enroll(client, "bush", BUSH)
+    challenge_id = _challenge(client, "bush").json()["challenge_id"]
+    _assert_error(_burst(client, "bush", challenge_id, _blank_frames(3)), 422, "too_few_frames")
+    challenge_id = _challenge(client, "bush").json()["challenge_id"]
+    max_frames = client.app.state.settings.liveness_max_frames
+    _assert_error(_burst(client, "bush", challenge_id, _blank_frames(max_frames + 1)), 413, "too_many_files")
+    # frames without a challenge, a challenge without frames: neither is a valid request
+    files = [("frames", ("f.jpg", data, "image/jpeg")) for data in _blank_frames()]
+    _assert_error(client.post("/verify", data={"user_id": "bush"}, files=files), 422, "missing_field")
+    no_frames = client.post("/verify", data={"user_id": "bush", "challenge_id": "x"})
+    _assert_error(no_frames, 422, "missing_field")
+
+
+def test_liveness_required_refuses_a_plain_verify(settings, face_engine) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.main import create_app
+
+    strict = settings.model_copy(update={"liveness_required": True})
+    with TestClient(create_app(strict, face_engine=face_engine), raise_server_exceptions=False) as client:
+        _enroll(client, "bush", BUSH)
+        plain = client.post(
+            "/verify", data={"user_id": "bush"}, files={"image": ("p.jpg", lfw_bytes(*BUSH), "image/jpeg")}
+        )
+        _assert_error(plain, 422, "liveness_required")
+        assert _challenge(client, "bush").status_code == 201
