@@ -31,7 +31,9 @@ def _challenge(client, user_id: str):
 
 def _burst(client, user_id: str, challenge_id: str, frames: list[bytes], **form: str):
     files = [("frames", (f"f{i:02d}.jpg", data, "image/jpeg")) for i, data in enumerate(frames)]
-    return client.post("/verify", data={"user_id": user_id, "challenge_id": challenge_id, **form}, files=files)
+    return client.post(
+        "/verify", data={"user_id": user_id, "challenge_id": challenge_id, **form}, files=files
+    )
 
 
 def _assert_error(response, status: int, reason: str) -> None:
@@ -86,7 +88,9 @@ def test_unknown_foreign_used_and_expired_challenges_have_their_own_reasons(clie
     with client.app.state.session_factory() as session:
         past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
         session.execute(
-            update(LivenessChallenge).where(LivenessChallenge.challenge_id == expired_id).values(expires_at=past)
+            update(LivenessChallenge)
+            .where(LivenessChallenge.challenge_id == expired_id)
+            .values(expires_at=past)
         )
         session.commit()
     _assert_error(_burst(client, "bush", expired_id, _blank_frames()), 409, "challenge_expired")
