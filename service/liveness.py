@@ -28,7 +28,7 @@ from service.domain_errors import InvalidInput, TooLarge
 from service.engine import FaceEngine, select_verify_face
 from service.liveness_store import consume_challenge, earlier_burst_hashes, remember_burst
 from service.uploads import TOO_BIG_REASONS, decode, read_upload
-from service.verification import Thresholds, decide
+from service.verification import Decision, Thresholds, decide
 
 MAX_MISSING_FACE_SHARE = 0.2  # frames without a face (blur, occlusion) tolerated before `face_lost`
 
@@ -72,6 +72,72 @@ def read_frames(frames: list[UploadFile], settings: Settings) -> list[tuple[str,
     return out
 
 
+@dataclass(frozen=True)
+class BurstJudgement:
+    """Everything the burst showed: the identity decision on its most frontal frame and liveness."""
+
+    decision: Decision
+    liveness: LivenessOut
+    probe_box: list[int]
+    sha256: list[str]  # of the frames with a face, to remember
+    chip_hashes: list[int]
+
+
+def judge_burst(
+    engine: FaceEngine,
+    decoded: list[tuple[str, np.ndarray]],
+    steps: list[str],
+    bank: np.ndarray,
+    thresholds: Thresholds,
+    known_sha256: set[str],
+    earlier_hashes: list[int],
+) -> BurstJudgement:
+    """The four checks and the identity decision over decoded frames (sha256, RGB), no database:
+    used by the route and by benchmarks/bench_liveness.py."""
+    burst: list[BurstFrame] = []
+    for index, (digest, rgb) in enumerate(decoded):
+        face = select_verify_face(engine.faces(rgb)).face
+        if face is not None:
+            burst.append(BurstFrame(index, digest, face))
+    if not burst:
+        raise InvalidInput("no_face", "no face found in any frame of the burst")
+    embeddings = engine.embed(np.stack([f.face.chip for f in burst]))
+    scores = [engine.score(e, bank) for e in embeddings]
+    track = [np.asarray(f.face.landmarks, np.float64) for f in burst]
+    poses = [_pose(points) for points in track]
+    # Identity: the usual vote rule on the most frontal frame (usually one of the neutral start).
+    frontal = int(np.argmin([abs(p.yaw) + abs(p.pitch) for p in poses]))
+    decision = decide(scores[frontal], thresholds)
+    chip_hashes = [perceptual_hash(f.face.chip) for f in burst]
+    fresh = check_freshness(
+        [f.sha256 for f in burst], chip_hashes, embeddings, known_sha256, earlier_hashes, bank
+    )
+    checks = {
+        "fresh": fresh.as_dict(),
+        "steps": check_steps(poses, steps).as_dict(),
+        "depth": check_depth(track).as_dict(),
+        "continuity": check_continuity(
+            [float(s.max()) for s in scores], embeddings, track, thresholds.detection
+        ).as_dict(),
+    }
+    reason = None
+    if len(decoded) - len(burst) > MAX_MISSING_FACE_SHARE * len(decoded):
+        reason = "face_lost"
+    else:
+        failed = [name for name in ("fresh", "steps", "depth", "continuity") if not checks[name]["passed"]]
+        reason = f"{failed[0]}:{checks[failed[0]]['reason']}" if failed else None
+    liveness = LivenessOut(
+        passed=reason is None,
+        reason=reason,
+        steps=list(steps),
+        frames=len(decoded),
+        frames_with_face=len(burst),
+        checks=checks,
+    )
+    box = [int(v) for v in burst[frontal].face.box]
+    return BurstJudgement(decision, liveness, box, [f.sha256 for f in burst], chip_hashes)
+
+
 def verify_burst(
     *,
     session: Session,
@@ -86,78 +152,29 @@ def verify_burst(
     api_key_name: str | None,
     started: float,
 ) -> VerifyOut:
-    """Consume the challenge, judge the burst, return the verify answer with its `liveness` part."""
+    """Consume the challenge, judge the burst, remember its hashes, answer with the `liveness` part."""
     steps = consume_challenge(session, challenge_id, user, api_key_name)
     decoded = read_frames(frames, settings)
-    burst: list[BurstFrame] = []
-    for index, (digest, rgb) in enumerate(decoded):
-        face = select_verify_face(engine.faces(rgb)).face
-        if face is not None:
-            burst.append(BurstFrame(index, digest, face))
-    if not burst:
-        raise InvalidInput("no_face", "no face found in any frame of the burst")
-
-    bank = np.stack(current)
-    embeddings = engine.embed(np.stack([f.face.chip for f in burst]))
-    scores = [engine.score(e, bank) for e in embeddings]
-    track = [np.asarray(f.face.landmarks, np.float64) for f in burst]
-    poses = [_pose(points) for points in track]
-    # Identity: the usual vote rule on the most frontal of the frames (the neutral start, usually).
-    frontal = int(np.argmin([abs(p.yaw) + abs(p.pitch) for p in poses]))
-    decision = decide(scores[frontal], thresholds)
-
     known_sha, earlier = earlier_burst_hashes(session, user)
-    chip_hashes = [perceptual_hash(f.face.chip) for f in burst]
-    session.rollback()
-    fresh = check_freshness(
-        [f.sha256 for f in burst],
-        chip_hashes,
-        embeddings,
-        known_sha | enrolled_sha256,
-        earlier,
-        bank,
+    session.rollback()  # no transaction held while the CNN runs
+    judged = judge_burst(
+        engine, decoded, steps, np.stack(current), thresholds, known_sha | enrolled_sha256, earlier
     )
-    step_result = check_steps(poses, steps)
-    depth = check_depth(track)
-    continuity = check_continuity([float(s.max()) for s in scores], embeddings, track, thresholds.detection)
-    missing = len(decoded) - len(burst)
-    checks = {
-        "fresh": fresh.as_dict(),
-        "steps": step_result.as_dict(),
-        "depth": depth.as_dict(),
-        "continuity": continuity.as_dict(),
-    }
-    reason = None
-    if missing > MAX_MISSING_FACE_SHARE * len(decoded):
-        reason = "face_lost"
-    else:
-        for name in ("fresh", "steps", "depth", "continuity"):
-            if not checks[name]["passed"]:
-                reason = f"{name}:{checks[name]['reason']}"
-                break
-    remember_burst(session, user, [f.sha256 for f in burst], chip_hashes)
-    liveness = LivenessOut(
-        passed=reason is None,
-        reason=reason,
-        steps=steps,
-        frames=len(decoded),
-        frames_with_face=len(burst),
-        checks=checks,
-    )
-    face = burst[frontal].face
+    remember_burst(session, user, judged.sha256, judged.chip_hashes)
+    decision = judged.decision
     return VerifyOut(
         user_id=user.user_id,
-        verified=decision.verified and liveness.passed,
+        verified=decision.verified and judged.liveness.passed,
         votes=decision.votes,
         comparisons=decision.comparisons,
         vote_ratio=decision.vote_ratio,
         detection_threshold=thresholds.detection,
         verification_threshold=thresholds.verification,
         best_similarity=decision.best_similarity,
-        face=FaceOut(box=[int(v) for v in face.box]),
+        face=FaceOut(box=judged.probe_box),
         model_version=engine.version,
         elapsed_ms=(time.perf_counter() - started) * 1000.0,
-        liveness=liveness,
+        liveness=judged.liveness,
     )
 
 
