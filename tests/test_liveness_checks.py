@@ -44,8 +44,11 @@ def test_steps_need_a_neutral_start_and_a_return_between_steps() -> None:
     assert check_steps(track, ["turn_left", "turn_right"]).passed
     turned = [PoseSample(24.0, 0.0, 100.0)] * 2 + track
     assert check_steps(turned, ["turn_left", "turn_right"]).reason == "no_neutral_start"
-    unsteady = [PoseSample(0.0, 0.0, 100.0), PoseSample(0.0, 10.0, 100.0)] + track
+    # Looking up during the opening frames is not a steady start; a single noisy frame would be.
+    unsteady = [PoseSample(0.0, p, 100.0) for p in (0.0, 0.0, 14.0, 14.0)] + track
     assert check_steps(unsteady, ["turn_left", "turn_right"]).reason == "no_neutral_start"
+    one_glitch = [PoseSample(0.0, p, 100.0) for p in (0.0, 14.0, 0.0, 0.0)] + track
+    assert check_steps(one_glitch, ["turn_left", "turn_right"]).passed
     # Held turned left then jumped to look_up without coming back: the second step does not count.
     held = [PoseSample(0, 0, 100)] * 3 + [PoseSample(20, 0, 100)] * 3 + [PoseSample(20, 20, 100)] * 3
     assert check_steps(held, ["turn_left", "look_up"]).reason == "steps_not_done"

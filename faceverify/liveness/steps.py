@@ -13,7 +13,9 @@ The rule, one state machine over the frames:
   `reach_deg` (scale ratio >= `closer_ratio` for move_closer);
 * between two steps the head must come back to near neutral (every deviation < `return_deg`),
   so two steps cannot be done at once and the order is observable;
-* reaching a *different* step's direction while waiting for step k fails with `wrong_order`.
+* going at least `wrong_deg` in a *different* step's direction while waiting for step k fails with
+  `wrong_order`;
+* yaw and pitch are smoothed first by a running median over 3 frames (`smoothed`).
 
 Sign convention: `faceverify.pose` (pipeline engineer) defines positive yaw as the subject turning
 to THEIR left and positive pitch as looking up; `DIRECTIONS` below follows it, so swapping a sign
@@ -55,10 +57,11 @@ class StepRules:
     """Thresholds of the step check (degrees; scale as a ratio). Defaults measured in
     benchmarks/results/liveness.txt: a real turn goes well past 20 degrees, estimate noise is ~2-3."""
 
-    reach_deg: float = 15.0
-    return_deg: float = 8.0
-    neutral_frames: int = 2
-    neutral_max_deg: float = 6.0
+    reach_deg: float = 12.0
+    wrong_deg: float = 18.0  # a different direction this far means the wrong step (noise stays below)
+    return_deg: float = 7.0
+    neutral_frames: int = 3
+    neutral_max_deg: float = 10.0
     neutral_abs_max_deg: float = 20.0  # the start must also face the camera (allowing estimate bias)
     closer_ratio: float = 1.2
 
@@ -101,6 +104,22 @@ def _near_neutral(sample: PoseSample, baseline: PoseSample, rules: StepRules) ->
     )
 
 
+def smoothed(samples: Sequence[PoseSample]) -> list[PoseSample]:
+    """Running median of 3 frames: one frame's landmark noise (~2-4 degrees of pose) is not a move,
+    while a real step lasts several frames."""
+    out = []
+    for i in range(len(samples)):
+        window = samples[max(0, i - 1) : i + 2]
+        out.append(
+            PoseSample(
+                float(np.median([s.yaw for s in window])),
+                float(np.median([s.pitch for s in window])),
+                float(np.median([s.scale for s in window])),
+            )
+        )
+    return out
+
+
 def check_steps(
     samples: Sequence[PoseSample], steps: Sequence[str], rules: StepRules | None = None
 ) -> StepResult:
@@ -108,6 +127,7 @@ def check_steps(
     rules = rules or StepRules()
     if len(samples) < rules.neutral_frames + len(steps):
         return StepResult(False, "too_few_frames")
+    samples = smoothed(samples)
     opening = samples[: rules.neutral_frames]
     yaws = np.array([s.yaw for s in opening])
     pitches = np.array([s.pitch for s in opening])
@@ -135,7 +155,7 @@ def check_steps(
             needs_return = steps[k - 1] != "move_closer"  # scale needs no return; poses do
             continue
         others = [s for s in POSE_STEPS if s != steps[k]]
-        if any(_deviation(sample, baseline, s) >= rules.reach_deg for s in others):
+        if any(_deviation(sample, baseline, s) >= rules.wrong_deg for s in others):
             return StepResult(False, "wrong_order", reached, max_dev)
     if k < len(steps):
         return StepResult(False, "steps_not_done", reached, max_dev)
