@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
+
+from faceverify.geometry import similarity_transform
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -42,17 +45,6 @@ TEMPLATE_5 = np.array(
 )
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares similarity src -> dst as (2x2 linear part, translation)."""
-    ms, md = src.mean(axis=0), dst.mean(axis=0)
-    s, d = src - ms, dst - md
-    norm = float((s * s).sum())
-    a = float((s * d).sum()) / norm
-    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / norm
-    lin = np.array([[a, -b], [b, a]])
-    return lin, md - lin @ ms
-
-
 Rect = tuple[float, float, float, float]  # dlib drectangle: (left, top, right, bottom), inclusive
 
 
@@ -62,7 +54,8 @@ def chip_details(
     """dlib's ``chip_details``: the source rectangle (before rotation) and the rotation angle."""
     pts = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     template = (padding + TEMPLATE_5) / (2 * padding + 1) * size
-    lin, shift = _similarity(template, pts)
+    m = similarity_transform(template, pts)
+    lin, shift = m[:, :2], m[:, 2]
     angle = math.atan2(lin[1, 0], lin[0, 0])
     scale = math.hypot(lin[0, 0], lin[1, 0])
     cx, cy = lin @ np.array([size / 2.0, size / 2.0]) + shift
@@ -174,3 +167,36 @@ def _warp_bilinear(src: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
     out = np.clip(val, 0, 255).astype(np.uint8)  # dlib truncates (assign_pixel from double)
     out[~ok] = 0
     return out
+
+
+# ------------------------------------------------------------------------------ ArcFace 112x112
+
+ARCFACE_SIZE = 112
+#: The standard 5-point ArcFace/InsightFace template for a 112x112 chip, in the contract order
+#: (subject's right eye, left eye, nose tip, right and left mouth corner); the points
+#: ``cv2.FaceRecognizerSF.alignCrop`` (SFace) warps YuNet's landmarks to.
+ARCFACE_TEMPLATE = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
+
+
+def arcface_chip(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The 112x112 uint8 RGB chip for SFace-style towers: the least-squares similarity from the
+    five landmarks (contract order) to :data:`ARCFACE_TEMPLATE`, bilinear, black outside the image
+    (what ``FaceRecognizerSF.alignCrop`` does)."""
+    m = similarity_transform(np.asarray(landmarks, dtype=np.float64).reshape(5, 2), ARCFACE_TEMPLATE)
+    return cv2.warpAffine(
+        np.ascontiguousarray(rgb),
+        m,
+        (ARCFACE_SIZE, ARCFACE_SIZE),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(0, 0, 0),
+    )

@@ -18,10 +18,38 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-DecodeFailure = Literal["empty", "not_an_image", "too_large", "too_many_pixels"]
+DecodeFailure = Literal[
+    "empty",
+    "not_an_image",
+    "too_large",
+    "too_many_pixels",
+    "image_too_small",
+    "bad_aspect_ratio",
+    "unsupported_format",
+    "icc_profile_too_large",
+    "metadata_too_large",
+]
+
+# ISO-BMFF brands of formats Pillow cannot decode without a plugin (HEIF/HEIC from phones, AVIF).
+_UNSUPPORTED_BRANDS = {
+    b"heic": "HEIC",
+    b"heix": "HEIC",
+    b"hevc": "HEIC",
+    b"hevx": "HEIC",
+    b"heim": "HEIC",
+    b"heis": "HEIC",
+    b"mif1": "HEIF",
+    b"msf1": "HEIF",
+    b"avif": "AVIF",
+    b"avis": "AVIF",
+}
 
 DEFAULT_MAX_BYTES = 10_000_000
 DEFAULT_MAX_PIXELS = 40_000_000
+#: Smallest side a photo may have: a usable face (>= 36 px) cannot fit in less.
+MIN_SIDE = 32
+#: Longest-to-shortest side ratio beyond which an image is a strip, not a photo (1xN, banners).
+MAX_ASPECT_RATIO = 10.0
 
 
 class ImageDecodeError(ValueError):
@@ -31,6 +59,27 @@ class ImageDecodeError(ValueError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason: DecodeFailure = reason
         self.detail = detail
+
+
+def sniff_unsupported(data: bytes) -> str | None:
+    """Name of a known image format we do not decode (HEIC, HEIF, AVIF, JPEG XL), else None: such an
+    upload is a real photo, so "not_an_image" would mislead its sender."""
+    if data[4:8] == b"ftyp":
+        return _UNSUPPORTED_BRANDS.get(data[8:12])
+    if data[:2] == b"\xff\x0a" or data[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
+        return "JPEG XL"
+    return None
+
+
+def check_geometry(width: int, height: int) -> None:
+    """Refuse degenerate geometries (1x1, 1xN, Nx1, thin strips) with a precise reason: no face
+    can be found in them, and several image operations assert on them (they used to be 500s)."""
+    if min(width, height) < MIN_SIDE:
+        raise ImageDecodeError("image_too_small", f"{width}x{height}: both sides must be >= {MIN_SIDE} px")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise ImageDecodeError(
+            "bad_aspect_ratio", f"{width}x{height}: longer side more than {MAX_ASPECT_RATIO:g}x the shorter"
+        )
 
 
 def _to_rgb_uint8(img: Image.Image) -> np.ndarray:
@@ -71,7 +120,10 @@ def decode_image(
     Raises :class:`ImageDecodeError` with ``reason``:
     ``empty`` (no bytes), ``too_large`` (more than ``max_bytes``), ``too_many_pixels`` (the
     header's width*height exceeds ``max_pixels``; checked before any pixel is decoded) or
-    ``not_an_image`` (unknown format, corrupt or truncated data).
+    ``image_too_small`` / ``bad_aspect_ratio`` (:func:`check_geometry`, from the header),
+    ``unsupported_format`` (a real photo format we do not decode: HEIC/HEIF, AVIF, JPEG XL),
+    ``icc_profile_too_large`` / ``metadata_too_large`` (a PNG metadata chunk that inflates past
+    Pillow's cap) or ``not_an_image`` (unknown format, corrupt or truncated data).
     """
     if not data:
         raise ImageDecodeError("empty", "no bytes received")
@@ -92,11 +144,23 @@ def decode_image(
                 raise ImageDecodeError(
                     "too_many_pixels", f"{width}x{height} = {width * height} pixels > limit {max_pixels}"
                 )
+            check_geometry(width, height)
             img.load()  # decodes; raises OSError on truncated/corrupt data
             return _to_rgb_uint8(_upright(img))
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:
         raise ImageDecodeError("too_many_pixels", str(exc)) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except UnidentifiedImageError as exc:
+        fmt = sniff_unsupported(data)
+        if fmt is not None:
+            raise ImageDecodeError("unsupported_format", f"{fmt} is not supported; send JPEG or PNG") from exc
+        raise ImageDecodeError("not_an_image", f"{type(exc).__name__}: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if isinstance(exc, ValueError) and "Decompressed data too large" in str(exc):
+            # Pillow caps a PNG's compressed metadata chunk (iCCP, zTXt, iTXt) when it inflates it.
+            icc = b"iCCP" in data[:65536]
+            raise ImageDecodeError(
+                "icc_profile_too_large" if icc else "metadata_too_large", str(exc)
+            ) from exc
         raise ImageDecodeError("not_an_image", f"{type(exc).__name__}: {exc}") from exc

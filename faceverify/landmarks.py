@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from faceverify.dlib_serial import DlibFormatError, DlibReader
+from faceverify.geometry import similarity_transform
 from faceverify.weights import model_path
 
 MODEL_FILE = "shape_predictor_5_face_landmarks.dat"
@@ -144,20 +145,6 @@ def rgb_to_dlib_gray(rgb: np.ndarray) -> np.ndarray:
     return _DIV3[total]
 
 
-def _similarity_linear(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Linear part (scale*rotation, 2x2) of the least-squares similarity mapping src -> dst.
-
-    Same optimum as dlib's Umeyama-based ``find_similarity_transform`` (closed form in 2-D)."""
-    s = src - src.mean(axis=0)
-    d = dst - dst.mean(axis=0)
-    norm = float((s * s).sum())
-    if norm == 0.0:
-        return np.eye(2)
-    a = float((s * d).sum()) / norm
-    b = float((s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0]).sum()) / norm
-    return np.array([[a, -b], [b, a]])
-
-
 def _round_like_dlib(values: np.ndarray) -> np.ndarray:
     """dlib converts a floating-point vector to an integer point with ``floor(v + 0.5)``."""
     return np.floor(values + 0.5)
@@ -193,7 +180,7 @@ class ShapePredictor:
         num_splits = m.split_idx1.shape[2]
         trees = self._trees
         for level in range(m.split_idx1.shape[0]):
-            lin = _similarity_linear(mean_shape, shape.astype(np.float64)).astype(np.float32)
+            lin = similarity_transform(mean_shape, shape.astype(np.float64))[:, :2].astype(np.float32)
             # float32 like dlib: tform * delta + anchor location, then to pixels in double.
             norm_pts = m.deltas[level] @ lin.T + shape[m.anchor_idx[level]]
             px = _round_like_dlib(origin + norm_pts.astype(np.float64) * span)
