@@ -16,7 +16,7 @@ from service.liveness_models import LivenessChallenge
 pytestmark = pytest.mark.lfw
 
 BUSH = ("George_W_Bush", 1)
-BLAIR = ("Tony_Blair", 1)
+POWELL = ("Colin_Powell", 6)
 STEP_NAMES = {"turn_left", "turn_right", "look_up", "look_down"}
 
 
@@ -74,11 +74,11 @@ def test_challenge_for_an_unknown_or_invalid_user(client) -> None:
 
 def test_unknown_foreign_used_and_expired_challenges_have_their_own_reasons(client) -> None:
     _enroll(client, "bush", BUSH)
-    _enroll(client, "blair", BLAIR)
+    _enroll(client, "powell", POWELL)
     _assert_error(_burst(client, "bush", "no-such-challenge", _blank_frames()), 404, "unknown_challenge")
 
     challenge_id = _challenge(client, "bush").json()["challenge_id"]
-    _assert_error(_burst(client, "blair", challenge_id, _blank_frames()), 403, "challenge_user_mismatch")
+    _assert_error(_burst(client, "powell", challenge_id, _blank_frames()), 403, "challenge_user_mismatch")
     # The stranger did not burn it: the user's own first answer is judged (no face in blank frames) ...
     _assert_error(_burst(client, "bush", challenge_id, _blank_frames()), 422, "no_face")
     # ... and consumed it.
