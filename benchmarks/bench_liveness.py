@@ -42,11 +42,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from faceverify.pose import head_pose  # noqa: E402
-
 from faceverify.liveness import render, synthetic  # noqa: E402
 from faceverify.liveness.depth import check_depth, face_size  # noqa: E402
 from faceverify.liveness.steps import PoseSample, check_steps  # noqa: E402
+from faceverify.pose import head_pose  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 LFW = DATA / "lfw" / "images"

@@ -159,3 +159,29 @@ def test_freshness_refuses_replayed_bytes_bursts_and_enrolment_photos() -> None:
         ["a", "b", "c"], hashes, np.vstack([emb[:2], enrolled[1:] * 1.01]), set(), [], enrolled
     )
     assert (copy.reason, copy.frame) == ("enrolment_photo", 2)
+
+
+# ---------------------------------------- both geometric checks on landmark tracks, through head_pose
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_simulated_genuine_head_passes_steps_and_depth_through_head_pose(seed: int) -> None:
+    from faceverify.liveness.depth import face_size
+    from faceverify.pose import head_pose
+
+    rng = np.random.default_rng(100 + seed)
+    steps = [
+        str(s) for s in rng.choice(["turn_left", "turn_right", "look_up", "look_down"], 3, replace=False)
+    ]
+    track = synthetic.genuine_track(steps, rng, noise_px=1.0)
+    poses = [PoseSample(head_pose(p).yaw, head_pose(p).pitch, face_size(p)) for p in track]
+    assert check_steps(poses, steps).passed, (steps, check_steps(poses, steps))
+    assert check_depth(track).passed
+    # The same head doing the steps in another order fails the challenge.
+    assert not check_steps(poses, steps[::-1]).passed
+    # A photo tilted through the same steps: head_pose sees no turn (a plane keeps the nose on the
+    # eye-mouth midline), and the landmarks fit a homography.
+    photo = synthetic.photo_track(steps, rng, noise_px=1.0)
+    photo_poses = [PoseSample(head_pose(p).yaw, head_pose(p).pitch, face_size(p)) for p in photo]
+    assert not check_steps(photo_poses, steps).passed
+    assert not check_depth(photo).passed

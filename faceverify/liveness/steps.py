@@ -11,8 +11,8 @@ The rule, one state machine over the frames:
   other and within `neutral_abs_max_deg` of frontal (the baseline is their median);
 * step k is *reached* on a frame whose deviation from the baseline in step k's direction is at least
   `reach_deg` (scale ratio >= `closer_ratio` for move_closer);
-* between two steps the head must come back to near neutral (every deviation < `return_deg`),
-  so two steps cannot be done at once and the order is observable;
+* between two steps the head must come back from the first (its deviation < `return_deg`), so
+  one movement cannot count for two steps and the order is observable;
 * going at least `wrong_deg` in a *different* step's direction while waiting for step k fails with
   `wrong_order`;
 * yaw and pitch are smoothed first by a running median over 3 frames (`smoothed`).
@@ -97,11 +97,10 @@ def _reached(sample: PoseSample, baseline: PoseSample, step: str, rules: StepRul
     return _deviation(sample, baseline, step) >= rules.reach_deg
 
 
-def _near_neutral(sample: PoseSample, baseline: PoseSample, rules: StepRules) -> bool:
-    return (
-        abs(sample.yaw - baseline.yaw) < rules.return_deg
-        and abs(sample.pitch - baseline.pitch) < rules.return_deg
-    )
+def _came_back(sample: PoseSample, baseline: PoseSample, step: str, rules: StepRules) -> bool:
+    """Back from `step`: its own axis within return_deg of the baseline (the other axis may already
+    be moving into the next step)."""
+    return _deviation(sample, baseline, step) < rules.return_deg
 
 
 def smoothed(samples: Sequence[PoseSample]) -> list[PoseSample]:
@@ -146,7 +145,7 @@ def check_steps(
         if k == len(steps):
             break
         if needs_return:
-            needs_return = not _near_neutral(sample, baseline, rules)
+            needs_return = not _came_back(sample, baseline, steps[k - 1], rules)
             if needs_return:
                 continue
         if _reached(sample, baseline, steps[k], rules):
