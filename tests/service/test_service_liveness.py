@@ -142,3 +142,37 @@ def test_liveness_required_refuses_a_plain_verify(settings, face_engine) -> None
         )
         _assert_error(plain, 422, "liveness_required")
         assert _challenge(client, "bush").status_code == 201
+
+
+def _photo_attack(steps: list[str], seed: int) -> list[bytes]:
+    """An LFW still of the user printed and tilted to act out `steps` (render.py), as JPEG frames."""
+    import numpy as np
+    from service_testdata import rgb_of
+
+    from faceverify.liveness import render, synthetic
+
+    rng = np.random.default_rng(seed)
+    photo = rgb_of(lfw_bytes("George_W_Bush", 2))
+    poses = synthetic.step_pose_track(steps, rng, amplitude_deg=35.0)
+    return [render.jpeg(frame) for frame in render.photo_attack_frames(photo, poses, rng)]
+
+
+@pytest.mark.slow
+def test_tilted_photo_acting_out_the_steps_is_refused_and_cannot_be_replayed(client) -> None:
+    _enroll(client, "bush", BUSH)
+    challenge = _challenge(client, "bush").json()
+    frames = _photo_attack(challenge["steps"], seed=3)
+    response = _burst(client, "bush", challenge["challenge_id"], frames)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    liveness = body["liveness"]
+    assert body["verified"] is False and liveness["passed"] is False
+    assert liveness["steps"] == challenge["steps"] and liveness["frames"] == len(frames)
+    assert liveness["frames_with_face"] >= 0.8 * len(frames)
+    # The geometry refuses it: a plane's landmarks fit a homography, and head_pose sees no real turn.
+    assert liveness["checks"]["depth"]["passed"] is False, liveness["checks"]["depth"]
+    assert liveness["checks"]["steps"]["passed"] is False, liveness["checks"]["steps"]
+    assert liveness["checks"]["fresh"]["passed"] is True
+    # The same frames again, against a new challenge: refused as a replay before anything else.
+    again = _burst(client, "bush", _challenge(client, "bush").json()["challenge_id"], frames).json()
+    assert again["liveness"]["reason"] == "fresh:replayed_bytes" and again["verified"] is False
