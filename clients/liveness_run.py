@@ -127,7 +127,12 @@ def run_liveness(args: argparse.Namespace, reporter: Reporter, stats: Stats, dis
                 jpegs = [encode_jpeg(f.image, args.jpeg_quality) for f in frames]
                 stats.requests += 1
                 try:
-                    response = client.verify_liveness(args.user_id, str(challenge["challenge_id"]), jpegs)
+                    response = client.verify_liveness(
+                        args.user_id,
+                        str(challenge["challenge_id"]),
+                        jpegs,
+                        max(args.timeout, args.burst_timeout),
+                    )
                 except TransientError as exc:
                     retry(exc, policy, stats, reporter, time.sleep)  # a new challenge, a new burst
                     continue

@@ -101,13 +101,16 @@ class ServiceClient:
     def base_url(self) -> str:
         return str(self.http.base_url)
 
-    def post(self, path: str, data: dict[str, str], files: Files | None = None) -> httpx.Response:
+    def post(
+        self, path: str, data: dict[str, str], files: Files | None = None, timeout: float | None = None
+    ) -> httpx.Response:
         """One attempt. Transient failures become `TransientError` with a one-line reason."""
         base = self.http.base_url
+        limit = httpx.Timeout(timeout, connect=min(timeout, 5.0)) if timeout else self.http.timeout
         try:
-            response = self.http.post(path, data=data, files=files)
+            response = self.http.post(path, data=data, files=files, timeout=limit)
         except httpx.TimeoutException:
-            raise TransientError(f"no answer from {base} within {self.http.timeout.read} s") from None
+            raise TransientError(f"no answer from {base} within {limit.read} s") from None
         except httpx.TransportError as exc:
             raise TransientError(f"cannot reach {base} ({type(exc).__name__}: {exc})") from None
         if response.status_code == 409 and reason_of(response) == "conflict":  # concurrent change: resend
@@ -130,9 +133,12 @@ class ServiceClient:
         """POST /liveness/challenge: 201 `{challenge_id, steps, expires_in_s}`."""
         return self.post("/liveness/challenge", {"user_id": user_id})
 
-    def verify_liveness(self, user_id: str, challenge_id: str, jpegs: Sequence[bytes]) -> httpx.Response:
-        """POST /verify with a challenge and its burst of frames, in capture order."""
+    def verify_liveness(
+        self, user_id: str, challenge_id: str, jpegs: Sequence[bytes], timeout: float | None = None
+    ) -> httpx.Response:
+        """POST /verify with a challenge and its burst of frames, in capture order. The server runs the
+        pipeline on every frame, so a burst may need a longer `timeout` than one frame does."""
         files: Files = [
             ("frames", (f"frame_{i:03d}.jpg", data, "image/jpeg")) for i, data in enumerate(jpegs)
         ]
-        return self.post("/verify", {"user_id": user_id, "challenge_id": challenge_id}, files)
+        return self.post("/verify", {"user_id": user_id, "challenge_id": challenge_id}, files, timeout)

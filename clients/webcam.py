@@ -201,6 +201,12 @@ def add_modes(subparsers: Any) -> None:
     )
     verify.add_argument("--step-seconds", type=float, default=2.0, help="--liveness: seconds per step (2.0)")
     verify.add_argument(
+        "--burst-timeout",
+        type=float,
+        default=60.0,
+        help="--liveness: seconds to wait for the burst's verdict (the server judges every frame; 60)",
+    )
+    verify.add_argument(
         "--burst-max-frames", type=int, default=48, help="--liveness: most frames sent (server limit: 48)"
     )
     verify.set_defaults(func=lambda args: run(args, "verify"))

@@ -152,3 +152,90 @@ def test_failed_liveness_is_not_verified_and_a_used_challenge_is_a_refusal(serve
     result = _run(url, folder)
     assert result.returncode == webcam.EXIT_REJECTED
     assert "challenge_used" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------ live service, real model
+
+FRAMES = REPO.parent / "shared" / "data" / "frames" / "short_hamilton_clip" / "frames"
+LFW = REPO.parent / "shared" / "data" / "lfw" / "images"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory):
+    from live_server import release_model_dir, start_service, stop_service, wait_ready
+
+    if not FRAMES.is_dir() or not LFW.is_dir():
+        pytest.skip(f"shared data not found at {FRAMES.parents[2]} (../shared/data relative to the repo)")
+    tmp = tmp_path_factory.mktemp("live_liveness")
+    service = start_service(
+        tmp,
+        {
+            "FACEVERIFY_DATA_DIR": str(tmp / "data"),
+            "FACEVERIFY_DATABASE_URL": f"sqlite:///{tmp / 'faceverify.db'}",
+            "FACEVERIFY_MODEL_DIR": str(release_model_dir()),
+        },
+    )
+    wait_ready(service)
+    try:
+        yield service
+    finally:
+        stop_service(service)
+
+
+def _client(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(CLIENT), *args], capture_output=True, text=True, timeout=600, cwd=REPO
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_live_replayed_clip_is_the_user_but_does_not_follow_the_steps(live) -> None:
+    enrolled = _client(
+        "enroll", "--url", live.url, "--user-id", "performer", "--source", str(FRAMES),
+        "--start", "109", "--stop", "170", "--no-realtime", "--step", "6", "--count", "4",
+    )  # fmt: skip
+    assert enrolled.returncode == webcam.EXIT_OK, enrolled.stdout + enrolled.stderr
+    result = _client(
+        "verify", "--liveness", "--url", live.url, "--user-id", "performer", "--source", str(FRAMES),
+        "--start", "175", "--stop", "212", "--step", "3", "--no-realtime", "--json", "--burst-timeout", "400",
+    )  # fmt: skip
+    assert result.returncode == webcam.EXIT_NOT_REACHED, result.stdout + result.stderr
+    records = _records(result.stdout)
+    verdict = next(r for r in records if r["event"] == "liveness")
+    assert verdict["similarity"] > 0.7  # it IS the enrolled performer ...
+    assert verdict["liveness_passed"] is False  # ... but the recording does not act out a new challenge
+    assert verdict["liveness_reason"].startswith("steps:"), verdict
+    assert verdict["checks"]["depth"]["passed"] is True  # a real head moving: 3D, not a plane
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_live_tilted_photo_folder_is_refused(live, tmp_path: Path) -> None:
+    from faceverify.liveness import render, synthetic
+
+    person = "George_W_Bush"
+    enrol = tmp_path / "enrol"
+    enrol.mkdir()
+    for k in range(1, 6):
+        (enrol / f"{k}.jpg").write_bytes((LFW / person / f"{person}_{k:04d}.jpg").read_bytes())
+    enrolled = _client("enroll", "--url", live.url, "--user-id", "bush", "--source", str(enrol),
+                       "--no-realtime", "--count", "3")  # fmt: skip
+    assert enrolled.returncode == webcam.EXIT_OK, enrolled.stdout + enrolled.stderr
+    # The attacker does not know the steps in advance: the photo is tilted left, then up.
+    rng = np.random.default_rng(0)
+    photo = cv2.cvtColor(cv2.imread(str(LFW / person / f"{person}_0006.jpg")), cv2.COLOR_BGR2RGB)
+    poses = synthetic.step_pose_track(["turn_left", "look_up"], rng, amplitude_deg=35.0)
+    attack = tmp_path / "attack"
+    attack.mkdir()
+    for i, frame in enumerate(render.photo_attack_frames(photo, poses, rng)):
+        cv2.imwrite(str(attack / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    result = _client(
+        "verify", "--liveness", "--url", live.url, "--user-id", "bush", "--source", str(attack),
+        "--no-realtime", "--json", "--burst-timeout", "400",
+    )  # fmt: skip
+    assert result.returncode == webcam.EXIT_NOT_REACHED, result.stdout + result.stderr
+    verdict = next(r for r in _records(result.stdout) if r["event"] == "liveness")
+    assert verdict["similarity"] > 0.7 and verdict["liveness_passed"] is False
+    assert verdict["checks"]["depth"]["passed"] is False, verdict["checks"]["depth"]
+    assert _records(result.stdout)[-1]["outcome"] == "not_verified"
