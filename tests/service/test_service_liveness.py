@@ -176,3 +176,21 @@ def test_tilted_photo_acting_out_the_steps_is_refused_and_cannot_be_replayed(cli
     # The same frames again, against a new challenge: refused as a replay before anything else.
     again = _burst(client, "bush", _challenge(client, "bush").json()["challenge_id"], frames).json()
     assert again["liveness"]["reason"] == "fresh:replayed_bytes" and again["verified"] is False
+
+
+def test_a_challenge_is_bound_to_the_api_key_that_asked_for_it(client) -> None:
+    """The security layer puts the key's name on request.state; the store refuses another key."""
+    from service.db_models import User
+    from service.domain_errors import Forbidden
+    from service.liveness_store import consume_challenge, issue_challenge
+
+    _enroll(client, "bush", BUSH)
+    with client.app.state.session_factory() as session:
+        user = session.scalar(select(User).where(User.user_id == "bush"))
+        issued = issue_challenge(session, user, 30, api_key_name="kiosk-1")
+        with pytest.raises(Forbidden) as refused:
+            consume_challenge(session, issued.challenge_id, user, api_key_name="kiosk-2")
+        assert refused.value.reason == "challenge_key_mismatch"
+        assert consume_challenge(session, issued.challenge_id, user, api_key_name="kiosk-1") == issued.steps
+    # Over HTTP without a key (no security layer on this branch) the same challenge is refused too.
+    _assert_error(_burst(client, "bush", issued.challenge_id, _blank_frames()), 403, "challenge_key_mismatch")
