@@ -302,6 +302,7 @@ def main() -> None:
     parser.add_argument("--image-trials", type=int, default=20, help="part B trials per attack (0: skip)")
     parser.add_argument("--model-dir", type=Path, default=REPO / "models" / "release")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--clip-only", action="store_true", help="only part B's clip (replay + genuine)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     lines: list[str] = []
@@ -315,9 +316,12 @@ def main() -> None:
     emit(machine_line())
     emit(f"command: python benchmarks/bench_liveness.py {' '.join(sys.argv[1:])}")
     emit("")
-    part_a(args.trials, args.seed, emit)
-    if args.image_trials:
-        part_b(args.image_trials, args.seed, args.model_dir, emit)
+    if args.clip_only:
+        part_b_clip(Judge(args.model_dir), np.random.default_rng(args.seed), emit)
+    else:
+        part_a(args.trials, args.seed, emit)
+        if args.image_trials:
+            part_b(args.image_trials, args.seed, args.model_dir, emit)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")
