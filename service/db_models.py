@@ -162,3 +162,7 @@ __all__ = [
     "open_embedding",
     "seal_embedding",
 ]
+
+# The liveness tables live in their own module (owned by the liveness feature) but must be on
+# Base.metadata wherever the schema is compared or created.
+from service import liveness_models as _liveness_models  # noqa: E402,F401

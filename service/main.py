@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service.admission import AdmissionMiddleware
 from service.api.errors import BodySizeLimitMiddleware, install_error_handlers
-from service.api.routes import enroll, health, security, users, verify
+from service.api.routes import enroll, health, liveness, security, users, verify
 from service.api.routes.health import DatabaseProbe
 from service.core.config import Settings
 from service.core.db import create_db_engine, make_session_factory, upgrade_to_head
@@ -110,6 +110,6 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
     # Outermost (added last): security headers and the Host allow-list apply to every response, and
     # a request without any key is refused before it takes an admission slot or sends its body.
     app.add_middleware(SecurityMiddleware, trusted_hosts=settings.trusted_hosts, docs_enabled=docs)
-    for module in (enroll, verify, users, security, health):
+    for module in (enroll, verify, liveness, users, security, health):
         app.include_router(module.router)
     return app

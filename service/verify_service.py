@@ -16,16 +16,20 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.api.schemas import LivenessOut
 from service.core.config import Settings
 from service.crypto import KeyRing
 from service.db_models import Image, User, open_embedding
 from service.domain_errors import Conflict, InvalidInput, TooLarge
 from service.engine import FaceEngine, select_verify_face
+from service.liveness import judge_burst, read_frames
+from service.liveness_store import consume_challenge, earlier_burst_hashes, remember_burst
 from service.security import lockout
-from service.uploads import TOO_BIG_REASONS, decode
+from service.uploads import TOO_BIG_REASONS, Upload, decode
 from service.user_admin import require_user
 from service.verification import (
     Decision,
+    RequestThresholds,
     ThresholdError,
     Thresholds,
     decide,
@@ -62,9 +66,25 @@ class VerifyResult:
     decision: Decision
     thresholds: Thresholds
     target_far: float | None
-    probe: Probe
+    box: list[int]
+    face: Any | None  # the probe's face (its quality is reported), None for a burst
+    faces_found: int | None
     model_version: str
     locked_for_s: int | None  # set when this failure locked the user
+    liveness: LivenessOut | None = None  # set for a burst answering a liveness challenge
+
+    @property
+    def verified(self) -> bool:
+        """Identity, and liveness when a burst was judged."""
+        return self.decision.verified and (self.liveness is None or self.liveness.passed)
+
+
+@dataclass(frozen=True)
+class EnrolledBank:
+    """The user's stored embeddings of the served model, and the sha256 of their photos."""
+
+    vectors: np.ndarray
+    sha256: set[str]
 
 
 def policy_of(settings: Settings) -> lockout.LockoutPolicy:
@@ -78,7 +98,7 @@ def policy_of(settings: Settings) -> lockout.LockoutPolicy:
 
 def enrolled_embeddings(
     session: Session, keyring: KeyRing, user: User, model_version: str
-) -> np.ndarray:
+) -> EnrolledBank:
     """The user's stored embeddings of `model_version`, decrypted and stacked; 409 when there are none."""
     rows = session.execute(
         select(Image.embedding, Image.embedding_dim, Image.sha256, Image.model_version).where(
@@ -91,7 +111,7 @@ def enrolled_embeddings(
         if version == model_version
     ]
     if current:
-        return np.stack(current)
+        return EnrolledBank(np.stack(current), {sha for _, _, sha, _ in rows})
     if rows:
         versions = sorted({version for _, _, _, version in rows})
         raise Conflict(
@@ -125,24 +145,66 @@ def verify_image(
     options: VerifyOptions,
 ) -> VerifyResult:
     """Verify `data` (encoded image bytes) against `user_id`'s enrolment; counts a failure to the lockout."""
-    try:
-        request = resolve_request_thresholds(
-            engine.card, options.target_far, options.detection_threshold, options.verification_threshold
-        )
-    except ThresholdError as exc:
-        raise InvalidInput(exc.reason, str(exc)) from exc
-    thresholds = request.thresholds
+    request = _request_thresholds(engine, options)
     user = require_user(session, user_id)
     lockout.ensure_not_locked(session, user_id)
     bank = enrolled_embeddings(session, keyring, user, engine.version)
     session.rollback()  # release the read transaction before the CNN runs
     probe = probe_embedding(engine, settings, data)
-    decision = decide(engine.score(probe.embedding, bank), thresholds)
-    locked_for: int | None = None
-    if decision.verified:
-        lockout.record_success(session, user_id)
-    else:
-        locked_for = lockout.record_failure(session, policy_of(settings), user_id)
+    decision = decide(engine.score(probe.embedding, bank.vectors), request.thresholds)
+    locked_for = _count_outcome(session, settings, user_id, decision.verified)
     return VerifyResult(
-        user_id, decision, thresholds, request.target_far, probe, engine.version, locked_for
+        user_id, decision, request.thresholds, request.target_far, probe.box, probe.face,
+        probe.faces_found, engine.version, locked_for,
+    )  # fmt: skip
+
+
+def verify_burst(
+    session: Session,
+    engine: FaceEngine,
+    settings: Settings,
+    keyring: KeyRing,
+    user_id: str,
+    challenge_id: str,
+    frames: list[Upload],
+    key_name: str | None,
+    options: VerifyOptions,
+) -> VerifyResult:
+    """Verify a burst of frames answering a liveness challenge: consumes the challenge (single use,
+    bound to the user and key), judges identity and liveness (service.liveness), remembers the
+    burst (replays are refused) and counts a failure of either to the lockout."""
+    request = _request_thresholds(engine, options)
+    user = require_user(session, user_id)
+    lockout.ensure_not_locked(session, user_id)
+    bank = enrolled_embeddings(session, keyring, user, engine.version)
+    steps = consume_challenge(session, challenge_id, user, key_name)
+    decoded = read_frames(frames, settings)
+    known_sha, earlier = earlier_burst_hashes(session, user)
+    session.rollback()  # no transaction held while the CNN runs
+    judged = judge_burst(
+        engine, decoded, steps, bank.vectors, request.thresholds, known_sha | bank.sha256, earlier
     )
+    remember_burst(session, user, judged.sha256, judged.chip_hashes)
+    passed = judged.decision.verified and judged.liveness.passed
+    locked_for = _count_outcome(session, settings, user_id, passed)
+    return VerifyResult(
+        user_id, judged.decision, request.thresholds, request.target_far, judged.probe_box, None,
+        None, engine.version, locked_for, judged.liveness,
+    )  # fmt: skip
+
+
+def _request_thresholds(engine: FaceEngine, options: VerifyOptions) -> RequestThresholds:
+    try:
+        return resolve_request_thresholds(
+            engine.card, options.target_far, options.detection_threshold, options.verification_threshold
+        )
+    except ThresholdError as exc:
+        raise InvalidInput(exc.reason, str(exc)) from exc
+
+
+def _count_outcome(session: Session, settings: Settings, user_id: str, verified: bool) -> int | None:
+    """A success clears the user's failures; a failure counts (seconds locked when it locked)."""
+    if verified:
+        lockout.record_success(session, user_id)
+        return None
+    return lockout.record_failure(session, policy_of(settings), user_id)

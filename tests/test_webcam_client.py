@@ -1,4 +1,4 @@
-"""Tests of the webcam client (`clients/webcam.py`).
+"""Tests of the webcam client (`clients/webcam.py` and the modules it is built from).
 
 Three layers:
 * the decision and pacing logic (sliding window, frame scheduler, backoff) on their own;
@@ -37,16 +37,17 @@ from live_server import (
 )
 
 from clients import webcam
-from clients.webcam import (
+from clients.display import annotate
+from clients.errors import ServerUnavailable
+from clients.scheduler import (
     DECISION_NOT_VERIFIED,
     DECISION_PENDING,
     DECISION_VERIFIED,
-    FolderSource,
     FrameScheduler,
-    RetryPolicy,
-    ServerUnavailable,
     SlidingWindow,
 )
+from clients.service_client import RetryPolicy
+from clients.sources import FolderSource, open_source
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT = REPO / "clients" / "webcam.py"
@@ -248,7 +249,7 @@ def test_video_file_source_reads_forward(tmp_path: Path) -> None:
     for i in range(12):
         writer.write(np.full((48, 64, 3), 20 * i, dtype=np.uint8))
     writer.release()
-    source = webcam.open_source(str(path), None)
+    source = open_source(str(path), None)
     assert source.fps == pytest.approx(10.0)
     scheduler = FrameScheduler(source, realtime=False, step=5)
     frames = list(iter(scheduler.next, None))
@@ -260,7 +261,7 @@ def test_video_file_source_reads_forward(tmp_path: Path) -> None:
 
 def test_annotate_draws_box_and_banner(tiny_frames: Path) -> None:
     image = np.zeros((120, 160, 3), dtype=np.uint8)
-    out = webcam.annotate(image, [40, 50, 30, 30], "VERIFIED", True)
+    out = annotate(image, [40, 50, 30, 30], "VERIFIED", True)
     assert image.sum() == 0  # the original frame is untouched
     assert out[50, 55].tolist() == [0, 200, 0]  # green top edge of the box
     assert out[100, 100].sum() == 0  # outside box and banner

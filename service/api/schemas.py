@@ -16,7 +16,9 @@ class ErrorOut(BaseModel):
         "too_many_pixels, invalid_user_id, missing_field, invalid_request, threshold_below_floor, "
         "unknown_user, unknown_image, model_version_mismatch, no_enrolled_images, too_many_files, "
         "missing_api_key, invalid_api_key, insufficient_scope, locked_out, rate_limited, invalid_host, "
-        "image_quota_exceeded, byte_quota_exceeded."
+        "image_quota_exceeded, byte_quota_exceeded, "
+        "liveness_required, unknown_challenge, challenge_used, challenge_expired, challenge_user_mismatch, "
+        "challenge_key_mismatch, too_few_frames."
     )
 
 
@@ -59,6 +61,31 @@ class FaceOut(BaseModel):
     )
 
 
+class LivenessOut(BaseModel):
+    passed: bool = Field(
+        description="All four checks passed (fresh frames, steps, 3D motion, one continuous face)."
+    )
+    reason: str | None = Field(
+        description="None when passed; else face_lost or '<check>:<reason>', e.g. depth:planar_motion, "
+        "steps:wrong_order, steps:steps_not_done, continuity:landmark_jump, fresh:replayed_burst."
+    )
+    steps: list[str] = Field(description="The challenge's steps, in the asked order.")
+    frames: int = Field(description="Frames received.")
+    frames_with_face: int = Field(description="Frames in which a face was found.")
+    checks: dict[str, dict[str, object]] = Field(
+        description="Each check's result and its measured statistic."
+    )
+
+
+class ChallengeOut(BaseModel):
+    challenge_id: str = Field(description="Send it back with the frames to POST /verify; single use.")
+    steps: list[str] = Field(
+        description="Head movements to perform in this order, each from and back to facing the camera: "
+        "turn_left, turn_right (the user's own left/right), look_up, look_down, move_closer."
+    )
+    expires_in_s: int = Field(description="The challenge must be answered within this many seconds.")
+
+
 class VerifyOut(BaseModel):
     user_id: str
     verified: bool = Field(description="votes / comparisons > verification_threshold.")
@@ -77,9 +104,14 @@ class VerifyOut(BaseModel):
         description="Highest similarity with any enrolled image (null like votes)."
     )
     face: FaceOut
-    faces_found: int = Field(default=1, description="Faces detected in the probe; the largest is used.")
+    faces_found: int | None = Field(
+        default=1, description="Faces detected in the probe (null for a liveness burst); the largest is used."
+    )
     model_version: str = Field(description="Version of the served model (model_card.json).")
     elapsed_ms: float = Field(description="Server-side time of the request, milliseconds.")
+    liveness: LivenessOut | None = Field(
+        default=None, description="Only for a burst (challenge_id + frames): verified needs it passed."
+    )
 
 
 class ImageOut(BaseModel):

@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     migrate_on_startup: bool = Field(
         default=True, description="Bring the schema to head when the app starts."
     )
+    liveness_required: bool = Field(
+        default=False, description="Refuse a plain single-image /verify (422 liveness_required)."
+    )
+    liveness_challenge_ttl_s: int = Field(default=30, gt=0, description="Lifetime of a liveness challenge.")
+    liveness_move_closer: bool = Field(default=False, description="Challenges may also ask to move closer.")
+    liveness_min_frames: int = Field(default=8, gt=1, description="Fewest frames in a liveness burst.")
+    liveness_max_frames: int = Field(default=48, gt=1, description="Most frames in a liveness burst.")
+    liveness_max_total_bytes: int = Field(
+        default=24 * MB, gt=0, description="Largest liveness burst (all frames together) in bytes."
+    )
     tf_threads: int = Field(
         default=0, ge=0, description="TensorFlow intra/inter-op threads; 0 lets TF decide."
     )
@@ -221,10 +231,11 @@ class Settings(BaseSettings):
     def max_request_bytes(self, path: str) -> int:
         """Cap on a whole request body, enforced while streaming (before it reaches memory or disk).
 
-        /verify carries one image; /enroll at most `max_images_per_enroll`; anything else is small.
+        /verify carries one image or a liveness burst; /enroll at most `max_images_per_enroll`;
+        anything else is small.
         """
         if path.rstrip("/").endswith("/verify"):
-            return self.max_upload_bytes + MB
+            return max(self.max_upload_bytes, self.liveness_max_total_bytes) + MB
         if path.rstrip("/").endswith("/enroll"):
             return self.max_upload_bytes * self.max_images_per_enroll + MB
         return MB

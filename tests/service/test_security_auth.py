@@ -26,6 +26,7 @@ pytestmark = pytest.mark.lfw
 OPEN_ROUTES = {("GET", "/health"), ("GET", "/ready")}
 REQUIRED_SCOPE = {
     ("POST", "/verify"): "verify",
+    ("POST", "/liveness/challenge"): "verify",
     ("POST", "/enroll"): "enroll",
     ("GET", "/users"): "manage",
     ("GET", "/users/{user_id}"): "manage",

@@ -64,7 +64,7 @@ def test_migrations_reach_head_concurrently_idempotently_and_match_models(fresh_
             thread.join()
         upgrade_to_head(engine)
         assert errors == []
-        assert current_revision(engine) == head_revision(engine) == "0003_storage"
+        assert current_revision(engine) == head_revision(engine) == "0004_liveness"
         assert {"users", "images", "alembic_version"} <= set(inspect(engine).get_table_names())
         with engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)

@@ -1,7 +1,8 @@
 """POST /verify: HTTP <-> the verification domain service (service.verify_service), audited.
 
-The route reads the upload (with its byte cap), hands bytes and options to `verify_image`, and maps
-the result to JSON; scores (votes, vote ratio, best similarity) are shown only to admin keys or when
+The route reads the upload(s) (with their byte caps), hands bytes and options to `verify_image` (one
+photo) or `verify_burst` (a burst of frames answering a liveness challenge), and maps the result to
+JSON; scores (votes, vote ratio, best similarity) are shown only to admin keys or when
 `expose_scores` is set, because a raw score is a gradient an impostor can climb.
 """
 
@@ -18,7 +19,7 @@ from service.api.errors import USER_ID_PATTERN
 from service.api.schemas import ErrorOut, FaceOut, QualityOut, VerifyOut
 from service.domain_errors import InvalidInput, TooLarge
 from service.uploads import TOO_BIG_REASONS, read_upload
-from service.verify_service import VerifyOptions, verify_image
+from service.verify_service import VerifyOptions, VerifyResult, verify_burst, verify_image
 
 router = APIRouter(tags=["verification"])
 
@@ -32,13 +33,20 @@ def quality_out(face: object) -> QualityOut | None:
 @router.post(
     "/verify",
     response_model=VerifyOut,
-    summary="Verify a photo against a user's enrolled images",
+    summary="Verify a photo (or a liveness burst of frames) against a user's enrolled images",
     responses={
         401: {"model": ErrorOut, "description": "No or invalid API key (missing_api_key, invalid_api_key)."},
-        403: {"model": ErrorOut, "description": "The key lacks the verify scope (insufficient_scope)."},
-        404: {"model": ErrorOut, "description": "Unknown user_id (reason unknown_user)."},
-        409: {"model": ErrorOut, "description": "No embeddings of the served model (run reembed)."},
-        413: {"model": ErrorOut, "description": "Image over the byte or pixel limit."},
+        403: {
+            "model": ErrorOut,
+            "description": "The key lacks the verify scope (insufficient_scope), or the challenge belongs "
+            "to another user or key (challenge_user_mismatch, challenge_key_mismatch).",
+        },
+        404: {"model": ErrorOut, "description": "Unknown user_id (unknown_user) or challenge_id."},
+        409: {
+            "model": ErrorOut,
+            "description": "No embeddings of the served model (run reembed); challenge used or expired.",
+        },
+        413: {"model": ErrorOut, "description": "Image(s) over the byte, pixel or frame-count limit."},
         422: {"model": ErrorOut, "description": "No face, not an image, empty, invalid field or threshold."},
         429: {
             "model": ErrorOut,
@@ -49,12 +57,20 @@ def quality_out(face: object) -> QualityOut | None:
 def verify(
     principal: VerifyKey,
     user_id: Annotated[str, Form(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")],
-    image: Annotated[UploadFile, File(description="One photo or webcam frame; the largest face is used.")],
     session: SessionDep,
     engine: EngineDep,
     settings: SettingsDep,
     audit: AuditDep,
     store: StoreDep,
+    image: Annotated[
+        UploadFile | None, File(description="One photo or webcam frame; the largest face is used.")
+    ] = None,
+    challenge_id: Annotated[
+        str | None, Form(max_length=64, description="Liveness: the challenge being answered (with frames).")
+    ] = None,
+    frames: Annotated[
+        list[UploadFile] | None, File(description="Liveness: the burst of frames, in capture order.")
+    ] = None,
     detection_threshold: Annotated[
         float | None, Form(description="Optional, >= the model card's floor: similarity needed for a vote.")
     ] = None,
@@ -72,31 +88,50 @@ def verify(
 ) -> VerifyOut:
     """Embeds the probe once and scores it against every stored embedding of the served model version
     in one call; each similarity above detection_threshold is a vote; verified when
-    votes/comparisons > verification_threshold (both default to the model card). After
-    `lockout_max_failures` failed verifies in `lockout_window_s` the user is locked (429 locked_out)."""
+    votes/comparisons > verification_threshold (at the card's default operating point unless
+    `target_far` or stricter thresholds are given). With `challenge_id` + `frames` the burst must
+    also pass liveness. After `lockout_max_failures` failed verifies in `lockout_window_s` the user
+    is locked (429 locked_out)."""
     started = time.perf_counter()
+    if challenge_id is None and settings.liveness_required:
+        raise InvalidInput("liveness_required", "this service verifies only with a liveness challenge")
+    if (challenge_id is None) != (not frames) or (challenge_id is None and image is None):
+        raise InvalidInput("missing_field", "send either `image`, or `challenge_id` with `frames`")
+    options = VerifyOptions(detection_threshold, verification_threshold, target_far)
     with audit.around("verify", user_id) as summary:
-        upload = read_upload(image, settings.max_upload_bytes)
-        if upload.reason is not None or upload.data is None:
-            reason = upload.reason or "empty"
-            raise (TooLarge if reason in TOO_BIG_REASONS else InvalidInput)(
-                reason, f"image rejected: {reason}"
-            )
-        options = VerifyOptions(detection_threshold, verification_threshold, target_far)
-        result = verify_image(session, engine, settings, store.keyring, user_id, upload.data, options)
+        result: VerifyResult
+        if challenge_id is not None and frames:
+            uploads = [read_upload(frame, settings.max_upload_bytes) for frame in frames]
+            result = verify_burst(
+                session, engine, settings, store.keyring, user_id, challenge_id, uploads,
+                principal.name, options,
+            )  # fmt: skip
+        else:
+            assert image is not None
+            upload = read_upload(image, settings.max_upload_bytes)
+            if upload.reason is not None or upload.data is None:
+                reason = upload.reason or "empty"
+                raise (TooLarge if reason in TOO_BIG_REASONS else InvalidInput)(
+                    reason, f"image rejected: {reason}"
+                )
+            result = verify_image(session, engine, settings, store.keyring, user_id, upload.data, options)
         decision = result.decision
+        denied_reason = "locked_out" if result.locked_for_s else "not_verified"
+        if result.liveness is not None and not result.liveness.passed:
+            denied_reason = f"liveness_failed:{result.liveness.reason}"
         summary.update(
-            outcome="ok" if decision.verified else "denied",
-            reason=None if decision.verified else ("locked_out" if result.locked_for_s else "not_verified"),
-            verified=decision.verified, votes=decision.votes, comparisons=decision.comparisons,
+            outcome="ok" if result.verified else "denied",
+            reason=None if result.verified else denied_reason,
+            verified=result.verified, votes=decision.votes, comparisons=decision.comparisons,
             detection_threshold=result.thresholds.detection,
             verification_threshold=result.thresholds.verification, target_far=result.target_far,
             model_version=result.model_version, locked_for_s=result.locked_for_s,
+            liveness=None if result.liveness is None else result.liveness.passed,
         )  # fmt: skip
     show = settings.expose_scores or "admin" in principal.scopes
     return VerifyOut(
         user_id=user_id,
-        verified=decision.verified,
+        verified=result.verified,
         votes=decision.votes if show else None,
         comparisons=decision.comparisons,
         vote_ratio=decision.vote_ratio if show else None,
@@ -104,8 +139,9 @@ def verify(
         verification_threshold=result.thresholds.verification,
         target_far=result.target_far,
         best_similarity=decision.best_similarity if show else None,
-        face=FaceOut(box=result.probe.box, quality=quality_out(result.probe.face)),
-        faces_found=result.probe.faces_found,
+        face=FaceOut(box=result.box, quality=quality_out(result.face)),
+        faces_found=result.faces_found,
         model_version=result.model_version,
         elapsed_ms=(time.perf_counter() - started) * 1000.0,
+        liveness=result.liveness,
     )
