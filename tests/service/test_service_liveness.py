@@ -64,7 +64,7 @@ def test_challenge_is_random_steps_stored_for_the_user(client) -> None:
     assert len(seen) > 3  # 36 possible sequences: 12 draws repeat little
     with client.app.state.session_factory() as session:
         rows = list(session.scalars(select(LivenessChallenge)))
-    assert len(rows) == 12 and all(r.used_at is None and r.api_key_name is None for r in rows)
+    assert len(rows) == 12 and all(r.used_at is None and r.api_key_name == "bootstrap-admin" for r in rows)
 
 
 def test_challenge_for_an_unknown_or_invalid_user(client) -> None:
