@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service import metrics
 from service.api.errors import ApiError
 from service.core.config import Settings
 from service.db_models import Image, User, embedding_to_bytes
@@ -112,6 +113,8 @@ def enrol(
         candidates[digest] = _Candidate(digest, item.data, (box[0], box[1], box[2], box[3]), face.chip)
         order.append(digest)
 
+    for _, reason in result.rejected:
+        metrics.record_enrolment_rejection(reason)
     if not order:
         reasons = {reason for _, reason in result.rejected}
         status = 413 if reasons and reasons <= TOO_BIG_REASONS else 422

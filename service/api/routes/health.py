@@ -1,4 +1,4 @@
-"""GET /health (the process answers) and GET /ready (model loaded and database reachable)."""
+"""GET /health (the process answers) and GET /ready (model loaded and warmed up, database reachable)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ def health() -> HealthOut:
 @router.get(
     "/ready",
     response_model=ReadyOut,
-    summary="Readiness: model loaded and database reachable",
-    responses={503: {"model": ReadyOut, "description": "Model not loaded or database unreachable."}},
+    summary="Readiness: model loaded and warmed up, database reachable",
+    responses={
+        503: {"model": ReadyOut, "description": "Model not loaded or not warmed up, or database unreachable."}
+    },
 )
 def ready(request: Request) -> ReadyOut | JSONResponse:
     engine = getattr(request.app.state, "face_engine", None)
@@ -31,7 +33,8 @@ def ready(request: Request) -> ReadyOut | JSONResponse:
         database = "ok"
     except Exception as exc:  # any failure means "not ready", reported, never raised
         database = f"unreachable: {type(exc).__name__}"
-    if engine is None or database != "ok":
+    # `warm` is set by the lifespan after the warm-up inference: ready means "a verify will be fast".
+    if engine is None or not getattr(request.app.state, "warm", False) or database != "ok":
         body = ReadyOut(status="not_ready", model_version=version, database=database)
         return JSONResponse(status_code=503, content=body.model_dump())
     return ReadyOut(status="ready", model_version=version, database=database)

@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter, File, Form, UploadFile
 from sqlalchemy import select
 
+from service import metrics
 from service.api.deps import EngineDep, SessionDep, SettingsDep
 from service.api.errors import USER_ID_PATTERN, ApiError
 from service.api.schemas import ErrorOut, FaceOut, VerifyOut
@@ -88,6 +89,8 @@ def verify(
     probe = engine.embed(face.chip[np.newaxis])[0]
     similarities = engine.score(probe, np.stack(current))
     decision = decide(similarities, thresholds)
+    point = metrics.operating_point(engine.card, thresholds.detection, thresholds.verification)
+    metrics.record_verify(decision.verified, point, decision.best_similarity)
     return VerifyOut(
         user_id=user_id,
         verified=decision.verified,
