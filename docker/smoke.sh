@@ -102,7 +102,8 @@ build_images() {
     for pair in "python:$PY_STANDIN" "postgres:$PG_STANDIN"; do
         started=$(date +%s)
         "$DOCKER" build -q --network host --build-arg "BASE=$BASE" -t "${pair#*:}" \
-            -f "$REPO/docker/standin/${pair%%:*}.Dockerfile" "$REPO/docker/standin" >/dev/null
+            -f "$REPO/docker/standin/${pair%%:*}.Dockerfile" "$REPO/docker/standin" >/dev/null \
+            || fail "stand-in ${pair#*:} build failed"
         log "stand-in ${pair#*:} built ($(($(date +%s) - started)) s)"
     done
     started=$(date +%s)

@@ -4,7 +4,7 @@ ARG BASE=faceverify-standin/debian:bookworm
 FROM ${BASE}
 RUN apt-get update \
     && apt-get install -y --no-install-recommends postgresql-15 \
-    && pg_dropcluster 15 main \
+    && { pg_dropcluster 15 main 2>/dev/null || true; } \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && mkdir -p /var/lib/postgresql/data /var/run/postgresql \
     && chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql
