@@ -88,8 +88,9 @@ build_base() {
     log "debootstrap --variant=minbase bookworm from $MIRROR"
     debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >/tmp/faceverify-debootstrap.log 2>&1 \
         || { rm -rf "$rootfs"; fail "debootstrap failed, see /tmp/faceverify-debootstrap.log"; }
-    mkdir -p "$rootfs/etc/ssl/certs"
-    cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
+    # Outside /etc/ssl: Debian's ca-certificates package (pulled in later) regenerates that bundle.
+    mkdir -p "$rootfs/etc/faceverify-standin"
+    cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/faceverify-standin/host-ca-bundle.pem"
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     tar -C "$rootfs" -c . | "$DOCKER" import - "$BASE" >/dev/null
     rm -rf "$rootfs"
@@ -101,14 +102,14 @@ build_images() {
     local started
     for pair in "python:$PY_STANDIN" "postgres:$PG_STANDIN"; do
         started=$(date +%s)
-        "$DOCKER" build -q --network host --build-arg "BASE=$BASE" -t "${pair#*:}" \
+        "$DOCKER" build -q --force-rm --network host --build-arg "BASE=$BASE" -t "${pair#*:}" \
             -f "$REPO/docker/standin/${pair%%:*}.Dockerfile" "$REPO/docker/standin" >/dev/null \
             || fail "stand-in ${pair#*:} build failed"
         log "stand-in ${pair#*:} built ($(($(date +%s) - started)) s)"
     done
     started=$(date +%s)
     log "building $IMAGE from docker/Dockerfile on $PY_STANDIN (log /tmp/faceverify-image-build.log)"
-    "$DOCKER" build --network host --build-arg "PYTHON_IMAGE=$PY_STANDIN" -t "$IMAGE" \
+    "$DOCKER" build --force-rm --network host --build-arg "PYTHON_IMAGE=$PY_STANDIN" -t "$IMAGE" \
         -f "$REPO/docker/Dockerfile" "$REPO" >/tmp/faceverify-image-build.log 2>&1 \
         || { tail -30 /tmp/faceverify-image-build.log; fail "image build failed"; }
     log "image $IMAGE built ($(($(date +%s) - started)) s)"

@@ -8,6 +8,6 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends python3.11 python3.11-venv python-is-python3 \
     && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 ENV LANG=C.UTF-8 \
-    PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
-    SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+    PIP_CERT=/etc/faceverify-standin/host-ca-bundle.pem \
+    SSL_CERT_FILE=/etc/faceverify-standin/host-ca-bundle.pem
 CMD ["python3"]
