@@ -44,7 +44,7 @@ BUILD_ONLY=0
 [[ ${1:-} == --build-only ]] && BUILD_ONLY=1
 
 t0=$(date +%s)
-log() { printf '[smoke %4ds] %s\n' "$(($(date +%s) - t0))" "$*"; }
+log() { printf '[smoke %4ds] %s\n' "$(($(date +%s) - t0))" "$*" >&2; }  # stderr: never captured by $(...)
 fail() { log "FAIL: $*"; exit 1; }
 
 # ------------------------------------------------------------------------------------------ engine

@@ -240,7 +240,8 @@ def test_dockerfile_commands_are_the_makefile_ones(dockerfile: tuple[dict[str, s
     assert any(shlex.split(r.split("&&")[0]) == ["pip", "install", project_target] for r in runs)
     # Release model: the same subcommand and flags as `make release-model`, into the image's model dir.
     make_export = next(c for r in recipes if (c := faceverify_command(r)) and c[0] == "export")
-    docker_export = next(c for r in runs if (c := faceverify_command(r.split("&&")[0])) and c[0] == "export")
+    steps = [step for r in runs for step in r.split("&&")]
+    docker_export = next(c for s in steps if (c := faceverify_command(s)) and c[0] == "export")
     out = docker_export.index("--out")
     assert docker_export[:out] == make_export[: make_export.index("--out")]
     model_dir = docker_export[out + 1]
