@@ -92,6 +92,7 @@ build_base() {
     mkdir -p "$rootfs/etc/faceverify-standin"
     cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/faceverify-standin/host-ca-bundle.pem"
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    chmod 755 "$rootfs"  # mktemp made it 0700: it becomes the image's /, and non-root users must enter it
     tar -C "$rootfs" -c . | "$DOCKER" import - "$BASE" >/dev/null
     rm -rf "$rootfs"
     log "base $BASE imported"
