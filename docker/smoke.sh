@@ -240,8 +240,7 @@ run_stack() {
     log "verify impostor via replica 2: $out"
     [[ $(json_field "['verified']" <<<"$out") == False ]] || fail "impostor photo verified"
 
-    local api1 metrics
-    api1=$("$DOCKER" inspect -f '{{.Name}}' "$(compose ps -q api | head -1)" | tr -d /)
+    local metrics all_metrics=""
     for id in $(compose ps -q api); do
         local name
         name=$("$DOCKER" inspect -f '{{.Name}}' "$id" | tr -d /)
@@ -250,8 +249,10 @@ run_stack() {
         log "metrics of $name over the compose network (http://$name:9464/metrics):"
         grep -E '^faceverify_(verify_decisions_total|model_info|http_requests_total\{[^}]*route="/(enroll|verify)")' \
             <<<"$metrics" | sed 's/^/    /' || true
+        all_metrics+=$metrics
     done
-    [[ -n $api1 ]]
+    grep -q '^faceverify_verify_decisions_total{outcome="verified"' <<<"$all_metrics" \
+        || fail "no verify decision in the replicas' metrics"
 
     log "compose down (volumes kept) + up again"
     compose down 2>&1 | sed 's/^/    /'
