@@ -251,7 +251,7 @@ run_stack() {
             <<<"$metrics" | sed 's/^/    /' || true
         all_metrics+=$metrics
     done
-    grep -q '^faceverify_verify_decisions_total{outcome="verified"' <<<"$all_metrics" \
+    grep -q '^faceverify_verify_decisions_total{[^}]*outcome="verified"' <<<"$all_metrics" \
         || fail "no verify decision in the replicas' metrics"
 
     log "compose down (volumes kept) + up again"
