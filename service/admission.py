@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service import metrics
 from service.core.config import Settings
 
 log = logging.getLogger("faceverify.admission")
@@ -94,12 +95,15 @@ class AdmissionMiddleware:
             self.gate = AdmissionGate(s.admission_active, s.admission_queued, s.admission_max_wait_s)
         if not await self.gate.try_enter():
             log.info("shed %s: %d active, %d queued", scope["path"], self.gate.active, self.gate.queued)
+            metrics.record_shed("overloaded")
             await self._overloaded(send)
             return
+        metrics.set_inference_queue_depth(self.gate.active + self.gate.queued)
         try:
             await self.app(scope, receive, send)
         finally:
             await self.gate.leave()
+            metrics.set_inference_queue_depth(self.gate.active + self.gate.queued)
 
     async def _overloaded(self, send: Send) -> None:
         body = json.dumps(

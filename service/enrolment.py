@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service import metrics
 from service.core.config import Settings
 from service.crashpoints import crash_point
 from service.db_models import Image, User, seal_embedding
@@ -76,6 +77,8 @@ def enrol(
         raise TooLarge("too_many_files", f"at most {settings.max_images_per_enroll} images per request")
     result = EnrolResult(user_id)
     order, candidates = _judge(engine, settings, uploads, result)
+    for _, reason in result.rejected:
+        metrics.record_enrolment_rejection(reason)
     if not order:
         reasons = {reason for _, reason in result.rejected}
         detail = {

@@ -1,11 +1,14 @@
 """The FastAPI application: `create_app(settings)`.
 
 The lifespan opens the database (bringing the schema to head unless disabled), loads the face
-pipeline and served model once, and shares them through `app.state`; endpoints are plain `def`
-functions so FastAPI runs inference in its thread pool, off the event loop.
+pipeline and served model once, runs one warm-up inference (service/warmup.py) before setting
+`app.state.warm` (which /ready requires), starts the Prometheus listener when a metrics port is set,
+and shares everything through `app.state`; endpoints are plain `def` functions so FastAPI runs
+inference in its thread pool, off the event loop.
 
-Middleware, outermost first: RequestGuard (request id, body deadlines, the one 500 answer) ->
-Admission (sheds load on the CPU-heavy routes before their body is read) -> BodySizeLimit.
+Middleware, outermost first: Metrics (every status) -> Security (headers, hosts, early 401) ->
+RequestGuard (request id, body deadlines, the one 500 answer) -> Admission (sheds load on the
+CPU-heavy routes before their body is read) -> CORS (when configured) -> BodySizeLimit.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
+from service import metrics
 from service.admission import AdmissionMiddleware
 from service.api.errors import BodySizeLimitMiddleware, install_error_handlers
 from service.api.routes import enroll, health, liveness, security, users, verify
@@ -30,6 +34,7 @@ from service.security.bootstrap import ensure_admin_key
 from service.security.middleware import SecurityMiddleware
 from service.security.ratelimit import RateLimiter
 from service.storage_setup import open_storage
+from service.warmup import warm_up
 
 DESCRIPTION = """
 Enrol people from a few photos and verify a new photo against them.
@@ -60,10 +65,13 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
                 migrate_engine.dispose()
         db_engine = create_db_engine(settings.sqlalchemy_url, settings)
         ready_probe = DatabaseProbe()
+        app.state.warm = False
+        metrics_server = None
         try:
             engine = face_engine or await run_in_threadpool(
                 FaceEngine, settings.model_dir, None, settings.tf_threads
             )
+            assert engine is not None
             app.state.settings = settings
             app.state.db_engine = db_engine
             app.state.ready_probe = ready_probe
@@ -79,9 +87,18 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
             # Crash repair: temp files, files without rows, rows without files (logged).
             await run_in_threadpool(repair_store, app.state.session_factory, store)
             app.state.face_engine = engine
+            metrics.set_model_info(getattr(engine, "card", {}))
+            if settings.warm_up:
+                await run_in_threadpool(warm_up, engine)
+            app.state.warm = True
+            if settings.metrics_port:
+                metrics_server = metrics.serve_metrics(settings.metrics_host, settings.metrics_port)
+            app.state.metrics_server = metrics_server
             yield
         finally:
             ready_probe.close()
+            if metrics_server is not None:
+                metrics_server.close()
             db_engine.dispose()
 
     docs = settings.docs_enabled
@@ -110,6 +127,7 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
     # Outermost (added last): security headers and the Host allow-list apply to every response, and
     # a request without any key is refused before it takes an admission slot or sends its body.
     app.add_middleware(SecurityMiddleware, trusted_hosts=settings.trusted_hosts, docs_enabled=docs)
+    app.add_middleware(metrics.MetricsMiddleware)  # outermost: sees every status, 401s and 413s included
     for module in (enroll, verify, liveness, users, security, health):
         app.include_router(module.router)
     return app

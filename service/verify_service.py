@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service import metrics
 from service.api.schemas import LivenessOut
 from service.core.config import Settings
 from service.crypto import KeyRing
@@ -185,6 +186,7 @@ def verify_burst(
         engine, decoded, steps, bank.vectors, request.thresholds, known_sha | bank.sha256, earlier
     )
     remember_burst(session, user, judged.sha256, judged.chip_hashes)
+    metrics.record_liveness("passed" if judged.liveness.passed else "failed")
     passed = judged.decision.verified and judged.liveness.passed
     locked_for = _count_outcome(session, settings, user_id, passed)
     return VerifyResult(

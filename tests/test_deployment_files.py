@@ -1,11 +1,13 @@
 """Checks of docker/Dockerfile, docker-compose.yml and .dockerignore that need no Docker engine.
 
-There is no Docker engine on the development machines, so these tests validate what can be validated
-statically, with the project's real code where possible: the compose file parses and references only
-files, services and volumes that exist; every FACEVERIFY_* variable is a field of the real settings
-class and the values it gets are accepted by it; the commands in the image and compose file are
-accepted by the real `faceverify` argument parser and are the same commands the Makefile (what CI runs)
-and the README use; the image runs as non-root and its HEALTHCHECK really tells 200 from 503 on /ready.
+The real build and run is `bash docker/smoke.sh` (by hand or from benchmarks: minutes, root, a Docker
+engine; results in benchmarks/results/docker_smoke.txt). These tests, in the default run, validate
+what can be validated statically, with the project's real code where possible: the compose file
+parses and references only files, services and volumes that exist; every FACEVERIFY_* variable is a
+field of the real settings class and the values it gets are accepted by it; the commands in the
+image and compose file are accepted by the real `faceverify` argument parser and are the same
+commands the Makefile (what CI runs) and the README use; the image runs as non-root and its
+HEALTHCHECK really tells 200 from 503 on /ready; ports are published on 127.0.0.1 only by default.
 """
 
 from __future__ import annotations
@@ -238,7 +240,8 @@ def test_dockerfile_commands_are_the_makefile_ones(dockerfile: tuple[dict[str, s
     assert any(shlex.split(r.split("&&")[0]) == ["pip", "install", project_target] for r in runs)
     # Release model: the same subcommand and flags as `make release-model`, into the image's model dir.
     make_export = next(c for r in recipes if (c := faceverify_command(r)) and c[0] == "export")
-    docker_export = next(c for r in runs if (c := faceverify_command(r.split("&&")[0])) and c[0] == "export")
+    steps = [step for r in runs for step in r.split("&&")]
+    docker_export = next(c for s in steps if (c := faceverify_command(s)) and c[0] == "export")
     out = docker_export.index("--out")
     assert docker_export[:out] == make_export[: make_export.index("--out")]
     model_dir = docker_export[out + 1]
@@ -355,8 +358,9 @@ def test_compose_api_is_scalable_and_serves_what_the_image_serves(
     assert api["command"] == exec_form(stages[-1].all("CMD")[-1].args)
     container_port = api["command"][api["command"].index("--port") + 1]
     (mapping,) = api["ports"]
-    host, _, target = mapping.rpartition(":")
+    bind, host, target = mapping.split(":")
     assert target == container_port
+    assert bind == "127.0.0.1", "published on this machine only unless FACEVERIFY_BIND says otherwise"
     low, _, high = host.partition("-")
     assert high and int(high) > int(low), "a fixed host port clashes as soon as there are two replicas"
     assert f"images:{api['environment']['FACEVERIFY_DATA_DIR']}" in api["volumes"]
@@ -404,3 +408,48 @@ def test_readme_shows_compose_and_client_commands_that_exist(compose: dict) -> N
     assert any(c[:1] == ["webcam"] for c in cli), "README must show the webcam client"
     for argv in cli:
         assert cli_parses(argv), f"README shows `faceverify {' '.join(argv)}`, which the CLI rejects"
+
+
+def test_compose_metrics_stay_on_the_compose_network(
+    compose: dict, dockerfile: tuple[dict[str, str], list[Stage]]
+) -> None:
+    """The metrics listener binds the container network and is neither published nor EXPOSEd."""
+    from service.core.config import Settings
+
+    api = compose["services"]["api"]
+    port = int(api["environment"]["FACEVERIFY_METRICS_PORT"])
+    assert port and api["environment"]["FACEVERIFY_METRICS_HOST"] == "0.0.0.0"
+    assert all(not str(m).endswith(f":{port}") for m in api["ports"])
+    _, stages = dockerfile
+    runtime = stages[-1]
+    env = {k: v for i in runtime.all("ENV") for k, v in env_pairs(i.args).items()}
+    assert int(env["FACEVERIFY_METRICS_PORT"]) == port
+    exposed = {p for i in runtime.all("EXPOSE") for p in i.args.split()}
+    assert str(port) not in exposed
+    assert Settings().metrics_port == 0, "outside the image, no listener unless asked for"
+
+
+def _seconds(value: str) -> float:
+    match = re.fullmatch(r"(\d+)(ms|s|m)", value)
+    assert match, value
+    return int(match.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[match.group(2)]
+
+
+def test_compose_stop_grace_period_fits_the_graceful_stop(compose: dict) -> None:
+    """docker kills after stop_grace_period: it must exceed the server's in-flight drain time."""
+    from service.core.config import Settings
+
+    api = compose["services"]["api"]
+    drain = float(getattr(Settings(), "graceful_timeout_s", 20))  # the robust engineer's setting, 20 s
+    assert _seconds(api["stop_grace_period"]) >= drain + 5
+
+
+def test_smoke_script_parses_and_builds_the_production_files_unchanged() -> None:
+    """docker/smoke.sh is run by hand (root, minutes); here: valid bash, and it feeds the stand-in base
+    through PYTHON_IMAGE and the compose file through a copy, never editing either."""
+    smoke = REPO / "docker" / "smoke.sh"
+    assert subprocess.run(["bash", "-n", str(smoke)], capture_output=True, timeout=30).returncode == 0
+    text = smoke.read_text()
+    assert '--build-arg "PYTHON_IMAGE=' in text and '-f "$REPO/docker/Dockerfile"' in text
+    assert "sed '/^name:/d' \"$REPO/docker-compose.yml\" >\"$WORK/" in text
+    assert not re.search(r"(sed -i|>>?)\s*\"?\$REPO/(docker-compose\.yml|docker/Dockerfile)", text)

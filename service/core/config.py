@@ -64,6 +64,17 @@ class Settings(BaseSettings):
     tf_threads: int = Field(
         default=0, ge=0, description="TensorFlow intra/inter-op threads; 0 lets TF decide."
     )
+    # --- operations (README "Deployment"): warm start, Prometheus metrics --------------------------
+    warm_up: bool = Field(
+        default=True, description="Run one inference on a built-in image before /ready turns ready."
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Bind address of the Prometheus /metrics listener (not the API's)."
+    )
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Port of the /metrics listener; 0: none (the image sets 9464)."
+    )
+
     # ----------------------------------------------------------- storage (README "Encryption and storage")
     encryption_key: SecretStr | None = Field(
         default=None,

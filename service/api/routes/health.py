@@ -1,4 +1,4 @@
-"""GET /health (the process answers) and GET /ready (model loaded and database reachable).
+"""GET /health (the process answers) and GET /ready (model loaded and warmed up, database reachable).
 
 /health is an `async def` that touches nothing: it answers from the event loop even when every
 worker thread is busy or stuck on a frozen database, so a liveness probe never restarts a node that
@@ -59,8 +59,10 @@ class DatabaseProbe:
 @router.get(
     "/ready",
     response_model=ReadyOut,
-    summary="Readiness: model loaded and database reachable",
-    responses={503: {"model": ReadyOut, "description": "Model not loaded or database unreachable."}},
+    summary="Readiness: model loaded and warmed up, database reachable",
+    responses={
+        503: {"model": ReadyOut, "description": "Model not loaded or not warmed up, or database unreachable."}
+    },
 )
 async def ready(request: Request) -> ReadyOut | JSONResponse:
     state = request.app.state
@@ -68,7 +70,8 @@ async def ready(request: Request) -> ReadyOut | JSONResponse:
     version = getattr(engine, "version", None)
     probe: DatabaseProbe = state.ready_probe
     database = await probe.check(state.db_engine, state.settings.ready_timeout_s)
-    if engine is None or database != "ok":
+    # `warm` is set by the lifespan after the warm-up inference: ready means "a verify will be fast".
+    if engine is None or not getattr(state, "warm", False) or database != "ok":
         body = ReadyOut(status="not_ready", model_version=version, database=database)
         return JSONResponse(status_code=503, content=body.model_dump(), headers={"Retry-After": "2"})
     return ReadyOut(status="ready", model_version=version, database=database)

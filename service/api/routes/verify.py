@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
 
+from service import metrics
 from service.api.auditing import AuditDep
 from service.api.deps import EngineDep, SessionDep, SettingsDep, StoreDep, VerifyKey
 from service.api.errors import USER_ID_PATTERN
@@ -128,6 +129,8 @@ def verify(
             model_version=result.model_version, locked_for_s=result.locked_for_s,
             liveness=None if result.liveness is None else result.liveness.passed,
         )  # fmt: skip
+    point = metrics.operating_point(engine.card, result.thresholds.detection, result.thresholds.verification)
+    metrics.record_verify(result.verified, point, decision.best_similarity)
     show = settings.expose_scores or "admin" in principal.scopes
     return VerifyOut(
         user_id=user_id,
