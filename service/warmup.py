@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
@@ -28,7 +29,7 @@ class Warmable(Protocol):
 
     def faces(self, rgb: np.ndarray) -> list[object]: ...
 
-    def embed(self, chips: np.ndarray) -> np.ndarray: ...
+    def embed(self, chips: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray: ...
 
     def score(self, probe: np.ndarray, bank: np.ndarray) -> np.ndarray: ...
 
@@ -54,8 +55,16 @@ def warm_up(engine: Warmable) -> float:
         return 0.0
     started = time.perf_counter()
     engine.faces(synthetic_frame())
-    probe = engine.embed(synthetic_chips(engine.input_size))[0]
-    bank = engine.embed(synthetic_chips(engine.input_size, count=3))
+    # One batch per input of the model (a two-tower model takes dlib150 and arcface112 chips; each
+    # is resized to its input's size by the model).
+    alignments = list(getattr(getattr(engine, "model", None), "alignments", None) or [])
+
+    def chips(count: int) -> np.ndarray | dict[str, np.ndarray]:
+        batch = synthetic_chips(engine.input_size, count)
+        return {name: batch for name in alignments} if alignments else batch
+
+    probe = engine.embed(chips(1))[0]
+    bank = engine.embed(chips(3))
     engine.score(probe, bank)
     _WARMED.add(engine)
     elapsed = time.perf_counter() - started

@@ -393,8 +393,10 @@ def readme_commands() -> list[str]:
     if not README.is_file():
         pytest.skip("README.md has not been written yet")
     text = README.read_text()
-    blocks = re.findall(r"```(?:bash|sh|console|shell)?\n(.*?)```", text, flags=re.S)
-    return [line.strip().lstrip("$ ") for block in blocks for line in block.splitlines() if line.strip()]
+    # Every fenced block (any language tag, so a ```python block cannot shift the pairing), shell ones kept.
+    blocks = re.findall(r"```(\w*)\n(.*?)```", text, flags=re.S)
+    shell = [body for lang, body in blocks if lang in ("", "bash", "sh", "console", "shell")]
+    return [line.strip().lstrip("$ ") for block in shell for line in block.splitlines() if line.strip()]
 
 
 def test_readme_shows_compose_and_client_commands_that_exist(compose: dict) -> None:

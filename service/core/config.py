@@ -169,7 +169,10 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="Longest wait for a pooled connection before 503 (stuck pool)."
     )
     sqlite_busy_timeout_s: float = Field(
-        default=2.0, gt=0, description="How long SQLite waits on another writer's lock before 503."
+        default=8.0,
+        gt=0,
+        description="How long SQLite waits on another writer's lock before 503 (enrolments of one "
+        "user serialise on it, so it must outlast one enrolment).",
     )
     db_retry_after_s: int = Field(
         default=2, ge=1, description="Retry-After sent with 503 database_unavailable."

@@ -98,7 +98,7 @@ def test_sqlite_writer_lock_gives_503_within_seconds(
 ) -> None:
     from service.core.config import Settings
 
-    photo = lfw_bytes("Tony_Blair", 1)
+    photo = lfw_bytes("Tony_Blair", 2)
     settings = Settings(data_dir=tmp_path / "data", model_dir=tiny_model_dir, sqlite_busy_timeout_s=1.0)
     with InProcessServer(settings, face_engine) as server:
         blocker = sqlite3.connect(tmp_path / "data" / "faceverify.db", timeout=1)

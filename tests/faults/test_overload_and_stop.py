@@ -59,13 +59,13 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iter
 
 
 def test_48_concurrent_verifies_are_served_or_shed_with_retry_after(live: LiveService) -> None:
-    photo = lfw_bytes("Tony_Blair", 1)
+    photo = lfw_bytes("Tony_Blair", 2)
     enrolled = httpx.post(
         live.url + "/enroll", data={"user_id": "tony"}, headers=api_headers(),
         files={"images": ("a.jpg", photo, "image/jpeg")}, timeout=60,
     )  # fmt: skip
     assert enrolled.status_code == 201, enrolled.text
-    probe = lfw_bytes("Tony_Blair", 2)
+    probe = lfw_bytes("Tony_Blair", 3)
     results: list[tuple[float, int, str | None, str | None]] = []
     health_s: list[float] = []
     stop = threading.Event()

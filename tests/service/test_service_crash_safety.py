@@ -139,8 +139,9 @@ def test_kill_at_every_point_of_an_enrolment_and_a_delete_leaves_store_and_db_in
 ) -> None:
     service = _start(deployment, services, "api-0")
     base = httpx.post(
-        f"{service.url}/enroll", data={"user_id": "base"}, files=_files([("Colin_Powell", 1)]), timeout=120
-    )
+        f"{service.url}/enroll", data={"user_id": "base"}, files=_files([("Colin_Powell", 1)]), timeout=120,
+        headers=service.headers,
+    )  # fmt: skip
     assert base.status_code == 201, base.text
     victim_shas = {hashlib.sha256(lfw_bytes(p, n)).hexdigest() for p, n in VICTIM_PHOTOS}
     debris_seen: dict[str, int] = {}
@@ -148,8 +149,9 @@ def test_kill_at_every_point_of_an_enrolment_and_a_delete_leaves_store_and_db_in
     for index, point in enumerate(ENROL_POINTS, start=1):
         deployment.crash_file.write_text(point)
         request = httpx.Request(
-            "POST", f"{service.url}/enroll", data={"user_id": f"victim-{index}"}, files=_files(VICTIM_PHOTOS)
-        )
+            "POST", f"{service.url}/enroll", data={"user_id": f"victim-{index}"}, files=_files(VICTIM_PHOTOS),
+            headers=service.headers,
+        )  # fmt: skip
         _crash_with(service, request)
         debris_seen[point] = len(_debris(deployment.settings))
         deployment.crash_file.write_text("")
@@ -157,7 +159,8 @@ def test_kill_at_every_point_of_an_enrolment_and_a_delete_leaves_store_and_db_in
         images = consistency(deployment.settings)
         if point == "after_commit":
             assert images.get(f"victim-{index}") == victim_shas  # the whole enrolment
-            listed = httpx.get(f"{service.url}/users/victim-{index}").json()["images"]
+            listed = httpx.get(f"{service.url}/users/victim-{index}", headers=service.headers).json()
+            listed = listed["images"]
             assert len(listed) == 3
         else:
             assert f"victim-{index}" not in images, point  # none of it
@@ -172,13 +175,13 @@ def test_kill_at_every_point_of_an_enrolment_and_a_delete_leaves_store_and_db_in
     # A delete killed after its commit: rows gone, files orphaned until the restart removes them.
     [point] = DELETE_POINTS
     deployment.crash_file.write_text(point)
-    _crash_with(service, httpx.Request("DELETE", f"{service.url}/users/base"))
+    _crash_with(service, httpx.Request("DELETE", f"{service.url}/users/base", headers=service.headers))
     assert len(_debris(deployment.settings)) == 1
     deployment.crash_file.write_text("")
     service = _start(deployment, services, "api-after-delete")
     images = consistency(deployment.settings)
     assert "base" not in images and images["victim-6"] == victim_shas
-    assert httpx.get(f"{service.url}/users/base").status_code == 404
+    assert httpx.get(f"{service.url}/users/base", headers=service.headers).status_code == 404
 
 
 def test_enrolments_racing_deletes_of_the_same_user_across_two_processes(
@@ -192,21 +195,21 @@ def test_enrolments_racing_deletes_of_the_same_user_across_two_processes(
     deadline = time.monotonic() + READY_S
     wait_ready(first, deadline)
     wait_ready(second, deadline)
-    photos = [("Tony_Blair", 1), ("Tony_Blair", 2)]
+    photos = [("Colin_Powell", 1), ("Tony_Blair", 2)]  # one clear face each (Tony_Blair_0001 has two)
     shas = [hashlib.sha256(lfw_bytes(p, n)).hexdigest() for p, n in photos]
     rounds = 12
     answers: list[tuple[str, int, dict]] = []
     lock = threading.Lock()
 
     def enrol_loop() -> None:
-        with httpx.Client(timeout=120) as http:
+        with httpx.Client(timeout=120, headers=first.headers) as http:
             for _ in range(rounds):
                 r = http.post(f"{first.url}/enroll", data={"user_id": "racer"}, files=_files(photos))
                 with lock:
                     answers.append(("enrol", r.status_code, r.json()))
 
     def delete_loop() -> None:
-        with httpx.Client(timeout=120) as http:
+        with httpx.Client(timeout=120, headers=second.headers) as http:
             for _ in range(rounds):
                 r = http.delete(f"{second.url}/users/racer")
                 with lock:
@@ -231,7 +234,10 @@ def test_enrolments_racing_deletes_of_the_same_user_across_two_processes(
         for entry in entries:
             assert sha_of_id.setdefault(entry["image_id"], entry["sha256"]) == entry["sha256"]
     # An acknowledged enrolment is stored: re-enrolling right after the race finds the same rows.
-    final = httpx.post(f"{first.url}/enroll", data={"user_id": "racer"}, files=_files(photos), timeout=60)
-    listed = httpx.get(f"{second.url}/users/racer").json()["images"]
+    final = httpx.post(
+        f"{first.url}/enroll", data={"user_id": "racer"}, files=_files(photos), timeout=60,
+        headers=first.headers,
+    )  # fmt: skip
+    listed = httpx.get(f"{second.url}/users/racer", headers=second.headers).json()["images"]
     assert sorted(i["image_id"] for i in listed) == sorted(e["image_id"] for e in final.json()["enrolled"])
     assert consistency(deployment.settings)["racer"] == set(shas)

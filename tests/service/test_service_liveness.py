@@ -136,6 +136,7 @@ def test_liveness_required_refuses_a_plain_verify(settings, face_engine) -> None
 
     strict = settings.model_copy(update={"liveness_required": True})
     with TestClient(create_app(strict, face_engine=face_engine), raise_server_exceptions=False) as client:
+        client.headers["X-API-Key"] = strict.admin_key_file.read_text().strip()
         _enroll(client, "bush", BUSH)
         plain = client.post(
             "/verify", data={"user_id": "bush"}, files={"image": ("p.jpg", lfw_bytes(*BUSH), "image/jpeg")}

@@ -26,7 +26,7 @@ def test_verify_image_decides_and_raises_domain_errors(client, settings) -> None
     )
     with factory() as session:
         result = verify_image(session, engine, settings, keyring, "bush", bush, VerifyOptions())
-        assert result.decision.verified and result.decision.comparisons == 1 and len(result.probe.box) == 4
+        assert result.decision.verified and result.decision.comparisons == 1 and len(result.box) == 4
         assert result.model_version == "tiny-test-1" and result.locked_for_s is None
         for data, options, error, reason in (
             (b"not an image", VerifyOptions(), InvalidInput, "not_an_image"),
