@@ -50,7 +50,9 @@ def child_seed(data_dir: Path, model_dir: Path) -> None:
     from service.main import create_app
 
     files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in map(photo, ENROLLED)]
-    with TestClient(create_app(_settings(data_dir, model_dir, warm_up=False))) as client:
+    settings = _settings(data_dir, model_dir, warm_up=False)
+    with TestClient(create_app(settings)) as client:
+        client.headers["X-API-Key"] = settings.admin_key_file.read_text().strip()  # made at first start
         response = client.post("/enroll", data={"user_id": "warm"}, files=files)
         assert response.status_code == 201, response.text
 
@@ -61,8 +63,10 @@ def child_measure(data_dir: Path, model_dir: Path, warm_up: bool, runs: int) -> 
 
     from service.main import create_app
 
-    app = create_app(_settings(data_dir, model_dir, warm_up))
+    settings = _settings(data_dir, model_dir, warm_up)
+    app = create_app(settings)
     with TestClient(app) as client:
+        client.headers["X-API-Key"] = settings.admin_key_file.read_text().strip()  # the seed's key
         while client.get("/ready").status_code != 200:
             time.sleep(0.05)
         ready_s = time.perf_counter() - started

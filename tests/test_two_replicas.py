@@ -81,8 +81,9 @@ def upload(name: str) -> tuple[str, bytes, str]:
 
 
 def stored_files(data_dir: Path) -> set[Path]:
-    """Stored image files (not the database, nor the admin key file written at first start)."""
-    return {p for p in data_dir.rglob("*") if p.is_file() and p.suffix != ".db" and p.name != "admin-api-key"}
+    """Stored image files (not the database, nor the key files written at first start)."""
+    keys = {"admin-api-key", "encryption-keys.json"}
+    return {p for p in data_dir.rglob("*") if p.is_file() and p.suffix != ".db" and p.name not in keys}
 
 
 def test_enrol_on_one_replica_verify_and_delete_on_the_other(
