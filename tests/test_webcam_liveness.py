@@ -192,13 +192,13 @@ def _client(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(1200)
 def test_live_replayed_clip_is_the_user_but_does_not_follow_the_steps(live) -> None:
     enrolled = _client(
-        "enroll", "--url", live.url, "--api-key", live.api_key, "--user-id", "performer", "--source", str(FRAMES),
-        "--start", "109", "--stop", "170", "--no-realtime", "--step", "6", "--count", "4",
+        "enroll", "--url", live.url, "--api-key", live.api_key, "--user-id", "performer",
+        "--source", str(FRAMES), "--start", "109", "--stop", "170", "--no-realtime", "--step", "6", "--count", "4",
     )  # fmt: skip
     assert enrolled.returncode == webcam.EXIT_OK, enrolled.stdout + enrolled.stderr
     result = _client(
-        "verify", "--liveness", "--url", live.url, "--api-key", live.api_key, "--user-id", "performer", "--source", str(FRAMES),
-        "--start", "175", "--stop", "212", "--step", "3", "--no-realtime", "--json", "--burst-timeout", "400",
+        "verify", "--liveness", "--url", live.url, "--api-key", live.api_key, "--user-id", "performer",
+        "--source", str(FRAMES), "--start", "175", "--stop", "212", "--step", "3", "--no-realtime", "--json", "--burst-timeout", "400",
     )  # fmt: skip
     assert result.returncode == webcam.EXIT_NOT_REACHED, result.stdout + result.stderr
     records = _records(result.stdout)
@@ -219,8 +219,8 @@ def test_live_tilted_photo_folder_is_refused(live, tmp_path: Path) -> None:
     enrol.mkdir()
     for k in range(1, 6):
         (enrol / f"{k}.jpg").write_bytes((LFW / person / f"{person}_{k:04d}.jpg").read_bytes())
-    enrolled = _client("enroll", "--url", live.url, "--api-key", live.api_key, "--user-id", "bush", "--source", str(enrol),
-                       "--no-realtime", "--count", "3")  # fmt: skip
+    enrolled = _client("enroll", "--url", live.url, "--api-key", live.api_key, "--user-id", "bush",
+                       "--source", str(enrol), "--no-realtime", "--count", "3")  # fmt: skip
     assert enrolled.returncode == webcam.EXIT_OK, enrolled.stdout + enrolled.stderr
     # The attacker does not know the steps in advance: the photo is tilted left, then up.
     rng = np.random.default_rng(0)
@@ -231,8 +231,8 @@ def test_live_tilted_photo_folder_is_refused(live, tmp_path: Path) -> None:
     for i, frame in enumerate(render.photo_attack_frames(photo, poses, rng)):
         cv2.imwrite(str(attack / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     result = _client(
-        "verify", "--liveness", "--url", live.url, "--api-key", live.api_key, "--user-id", "bush", "--source", str(attack),
-        "--no-realtime", "--json", "--burst-timeout", "400",
+        "verify", "--liveness", "--url", live.url, "--api-key", live.api_key, "--user-id", "bush",
+        "--source", str(attack), "--no-realtime", "--json", "--burst-timeout", "400",
     )  # fmt: skip
     assert result.returncode == webcam.EXIT_NOT_REACHED, result.stdout + result.stderr
     verdict = next(r for r in _records(result.stdout) if r["event"] == "liveness")
