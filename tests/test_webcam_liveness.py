@@ -193,12 +193,14 @@ def _client(*args: str) -> subprocess.CompletedProcess[str]:
 def test_live_replayed_clip_is_the_user_but_does_not_follow_the_steps(live) -> None:
     enrolled = _client(
         "enroll", "--url", live.url, "--api-key", live.api_key, "--user-id", "performer",
-        "--source", str(FRAMES), "--start", "109", "--stop", "170", "--no-realtime", "--step", "6", "--count", "4",
+        "--source", str(FRAMES), "--start", "109", "--stop", "170", "--no-realtime", "--step", "6",
+        "--count", "4",
     )  # fmt: skip
     assert enrolled.returncode == webcam.EXIT_OK, enrolled.stdout + enrolled.stderr
     result = _client(
         "verify", "--liveness", "--url", live.url, "--api-key", live.api_key, "--user-id", "performer",
-        "--source", str(FRAMES), "--start", "175", "--stop", "212", "--step", "3", "--no-realtime", "--json", "--burst-timeout", "400",
+        "--source", str(FRAMES), "--start", "175", "--stop", "212", "--step", "3", "--no-realtime",
+        "--json", "--burst-timeout", "400",
     )  # fmt: skip
     assert result.returncode == webcam.EXIT_NOT_REACHED, result.stdout + result.stderr
     records = _records(result.stdout)
