@@ -113,23 +113,7 @@ def export_served_model(
     input_size = int(card["input_size"])
     embedding_dim = int(card["embedding_dim"])
     served = ServedModel(embedding, head, input_size, embedding_dim)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; a service running as another user must read it
-    try:
-        tf.saved_model.save(served, str(staging), signatures={"embed": served.embed, "score": served.score})
-        (staging / MODEL_CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            out.rename(backup)
-            staging.rename(out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+    return _save_atomically(served, {"embed": served.embed, "score": served.score}, out, card)
 
 
 def read_model_card(model_dir: str | Path) -> dict[str, Any]:
@@ -254,7 +238,7 @@ def export_multi_tower(
 def _save_atomically(served: tf.Module, signatures: dict[str, Any], out: Path, card: dict[str, Any]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(0o755)
+    staging.chmod(0o755)  # mkdtemp makes it private; a service running as another user must read it
     try:
         tf.saved_model.save(served, str(staging), signatures=signatures)
         (staging / MODEL_CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
