@@ -49,10 +49,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def start(model_dir: Path, scratch: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    model_dir: Path, scratch: Path, env_extra: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """Start the server; return it, its URL and the headers carrying the admin key it created."""
     port = free_port()
+    # The per-key rate limit is off: one key drives all the clients here, and this run measures
+    # admission control (shedding by load), not the per-key budget.
     env = {**os.environ, "FACEVERIFY_TF_THREADS": "1", "FACEVERIFY_MODEL_DIR": str(model_dir),
-           "FACEVERIFY_DATA_DIR": str(scratch / "data"), **env_extra}  # fmt: skip
+           "FACEVERIFY_DATA_DIR": str(scratch / "data"), "FACEVERIFY_RATE_LIMIT_PER_MINUTE": "0",
+           **env_extra}  # fmt: skip
     log = (scratch / "serve.log").open("wb")
     process = subprocess.Popen(
         [str(FACEVERIFY), "serve", "--port", str(port), "--log-level", "warning"],
@@ -65,17 +71,18 @@ def start(model_dir: Path, scratch: Path, env_extra: dict[str, str]) -> tuple[su
             raise SystemExit(f"server exited: {(scratch / 'serve.log').read_text()[-3000:]}")
         try:
             if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                return process, url
+                key = (scratch / "data" / "admin-api-key").read_text().strip()
+                return process, url, {"X-API-Key": key}
         except httpx.TransportError:
             pass
         time.sleep(0.5)
     raise SystemExit("server not ready")
 
 
-def enrol(url: str) -> bytes:
+def enrol(url: str, headers: dict[str, str]) -> bytes:
     photos = [(LFW / "Tony_Blair" / f"Tony_Blair_{i:04d}.jpg").read_bytes() for i in (1, 2, 3)]
     response = httpx.post(
-        url + "/enroll", data={"user_id": "tony"},
+        url + "/enroll", data={"user_id": "tony"}, headers=headers,
         files=[("images", (f"{i}.jpg", p, "image/jpeg")) for i, p in enumerate(photos)], timeout=120,
     )  # fmt: skip
     assert response.status_code == 201, response.text
@@ -86,7 +93,7 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def overload(url: str, probe: bytes, clients: int, duration_s: float) -> list[str]:
+def overload(url: str, headers: dict[str, str], probe: bytes, clients: int, duration_s: float) -> list[str]:
     served: list[float] = []
     shed = {"count": 0, "without_retry_after": 0, "other_reason": 0}
     other: dict[str, int] = {}
@@ -97,7 +104,7 @@ def overload(url: str, probe: bytes, clients: int, duration_s: float) -> list[st
     files = {"image": ("p.jpg", probe, "image/jpeg")}
 
     def client() -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
             while time.monotonic() < end:
                 started = time.monotonic()
                 try:
@@ -147,7 +154,7 @@ def overload(url: str, probe: bytes, clients: int, duration_s: float) -> list[st
     ]
 
 
-def soak(url: str, pid: int, probe: bytes, requests: int, clients: int) -> list[str]:
+def soak(url: str, headers: dict[str, str], pid: int, probe: bytes, requests: int, clients: int) -> list[str]:
     counter = {"sent": 0, "ok": 0, "errors": 0}
     every = max(requests // 20, 1)  # 20 RSS samples
     samples: list[tuple[int, float]] = [(0, rss_mb(pid))]
@@ -157,7 +164,7 @@ def soak(url: str, pid: int, probe: bytes, requests: int, clients: int) -> list[
     files = {"image": ("p.jpg", probe, "image/jpeg")}
 
     def client() -> None:
-        with httpx.Client(base_url=url, timeout=60) as http:
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as http:
             while True:
                 with lock:
                     if counter["sent"] >= requests:
@@ -197,7 +204,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("mode", choices=["overload", "soak"])
-    parser.add_argument("--model-dir", type=Path, default=Path("/work/main/models/release"))
+    parser.add_argument("--model-dir", type=Path, default=REPO / "models" / "release")
     parser.add_argument("--clients", type=int, default=48)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--requests", type=int, default=10_000)
@@ -213,20 +220,21 @@ def main() -> int:
             active, queued = args.admission.split(",")
             overrides = {"FACEVERIFY_ADMISSION_MAX_ACTIVE": active, "FACEVERIFY_ADMISSION_MAX_QUEUED": queued}
         admission = f"active,queued = {args.admission}" if args.admission else "default (= core count)"
-        process, url = start(args.model_dir, Path(tmp), overrides)
+        process, url, headers = start(args.model_dir, Path(tmp), overrides)
         try:
-            probe = enrol(url)
+            probe = enrol(url, headers)
             header = [
                 f"# bench_overload.py {args.mode}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
                 f"model {args.model_dir}",
                 f"# machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
                 f"load average at start {os.getloadavg()[0]:.1f} (shared machine)",
-                f"# server: faceverify serve, admission {admission}, wait 0.5 s, TF threads 1, SQLite",
+                f"# server: faceverify serve, admission {admission}, wait 0.5 s, TF threads 1, SQLite, "
+                "per-key rate limit off",
             ]
             if args.mode == "overload":
-                body = overload(url, probe, args.clients, args.duration)
+                body = overload(url, headers, probe, args.clients, args.duration)
             else:
-                body = soak(url, process.pid, probe, args.requests, args.soak_clients)
+                body = soak(url, headers, process.pid, probe, args.requests, args.soak_clients)
             body.append(f"# load average at end {os.getloadavg()[0]:.1f}")
         finally:
             process.terminate()
