@@ -85,7 +85,7 @@ def main() -> None:
 
     pipeline = FacePipeline()
     model = ServedModel(args.model_dir)
-    tower_call = embedding_function(build_dlib_resnet())
+    tower_call = embedding_function(build_dlib_resnet(folded=True))  # the served (folded) form
     data = letterboxed_frame(args.frame)
     empty = letterboxed_frame(args.no_face_frame, upside_down=True)
     face = pipeline.largest_face(decode_image(data))

@@ -156,8 +156,16 @@ class ShapePredictor:
     def __init__(self, model: ShapePredictorModel | None = None) -> None:
         self.model = model or load_shape_predictor()
         m = self.model
-        # One flat table per level so a depth step is a single fancy-index lookup.
-        self._trees = np.arange(m.split_idx1.shape[1])
+        levels, trees, splits = m.split_idx1.shape
+        # Flat per-level tables: a depth step is then one 1-D gather per array (2-D fancy indexing
+        # with a (tree, node) pair costs several times more), and a tree's leaves one row gather.
+        self._split1 = m.split_idx1.reshape(levels, trees * splits)
+        self._split2 = m.split_idx2.reshape(levels, trees * splits)
+        self._thresh = m.split_thresh.reshape(levels, trees * splits)
+        self._split_base = np.arange(trees, dtype=np.intp) * splits
+        self._leaves = m.leaf_values.reshape(levels, trees * (splits + 1), -1)
+        self._leaf_base = np.arange(trees, dtype=np.intp) * (splits + 1) - splits
+        self._mean_shape = m.initial_shape.astype(np.float64)
 
     def predict(self, gray: np.ndarray, rect: tuple[float, float, float, float]) -> np.ndarray:
         """Landmarks (P, 2) float32 in image pixels for the face in ``rect`` = (x, y, w, h).
@@ -174,28 +182,28 @@ class ShapePredictor:
         span = np.array([w - 1.0, h - 1.0])
         rows, cols = gray.shape
         flat = gray.reshape(-1)
-        mean_shape = m.initial_shape.astype(np.float64)
+        points = m.num_points
+        trees = len(self._split_base)
+        # Row 0 holds the current shape, rows 1.. each tree's leaf: dlib adds the leaves one tree
+        # after the other in float32, and a cumulative sum is sequential too, so the rounding
+        # matches bit for bit (a pairwise/float64 sum flips rare pixels).
+        steps = np.empty((trees + 1, points * 2), dtype=np.float32)
         shape = m.initial_shape.astype(np.float32).copy()
-        depth = m.depth
-        num_splits = m.split_idx1.shape[2]
-        trees = self._trees
         for level in range(m.split_idx1.shape[0]):
-            lin = similarity_transform(mean_shape, shape.astype(np.float64))[:, :2].astype(np.float32)
+            lin = similarity_transform(self._mean_shape, shape.astype(np.float64))[:, :2].astype(np.float32)
             # float32 like dlib: tform * delta + anchor location, then to pixels in double.
             norm_pts = m.deltas[level] @ lin.T + shape[m.anchor_idx[level]]
-            px = _round_like_dlib(origin + norm_pts.astype(np.float64) * span)
-            pxi = px.astype(np.int64)
+            pxi = _round_like_dlib(origin + norm_pts.astype(np.float64) * span).astype(np.intp)
             inside = (pxi[:, 0] >= 0) & (pxi[:, 0] < cols) & (pxi[:, 1] >= 0) & (pxi[:, 1] < rows)
-            values = np.zeros(len(pxi), dtype=np.float32)
-            values[inside] = flat[pxi[inside, 1] * cols + pxi[inside, 0]]
-            node = np.zeros(len(trees), dtype=np.intp)
-            i1, i2, th = m.split_idx1[level], m.split_idx2[level], m.split_thresh[level]
-            for _ in range(depth):
-                go_left = values[i1[trees, node]] - values[i2[trees, node]] > th[trees, node]
-                node = 2 * node + np.where(go_left, 1, 2)
-            leaf = node - num_splits
-            # dlib adds the leaves one tree after the other in float32; cumsum is sequential too,
-            # so the rounding matches bit for bit (a pairwise/float64 sum flips rare pixels).
-            steps = np.concatenate([shape[None], m.leaf_values[level][trees, leaf]], axis=0)
-            shape = np.cumsum(steps, axis=0, dtype=np.float32)[-1]
+            where = np.where(inside, pxi[:, 1] * cols + pxi[:, 0], 0)
+            values = np.where(inside, flat[where], 0).astype(np.float32)
+            split1, split2, thresh = self._split1[level], self._split2[level], self._thresh[level]
+            node = np.zeros(trees, dtype=np.intp)
+            for _ in range(m.depth):
+                at = self._split_base + node
+                go_left = values[split1[at]] - values[split2[at]] > thresh[at]
+                node = 2 * node + 2 - go_left
+            steps[0] = shape.reshape(-1)
+            np.take(self._leaves[level], self._leaf_base + node, axis=0, out=steps[1:])
+            shape = np.cumsum(steps, axis=0, dtype=np.float32)[-1].reshape(points, 2)
         return (origin + shape.astype(np.float64) * span).astype(np.float32)

@@ -175,7 +175,6 @@ def _read_details(reader: DlibReader) -> DlibLayer:
     return _DETAIL_READERS[name](reader)
 
 
-
 def load_dlib_resnet_weights(path: str | Path | None = None) -> DlibResnetWeights:
     """Parse dlib's serialized ``loss_metric`` network into numpy arrays, in forward order.
 
@@ -302,18 +301,51 @@ def _affine(x: Any, spec: DlibLayer | None, name: str) -> Any:
     return x
 
 
-def _residual_block(x: Any, cursor: _Cursor | None, filters: int, down: bool, name: str) -> Any:
+def fold_affine(conv: DlibLayer, affine: DlibLayer) -> DlibLayer:
+    """``affine(con(x))`` as one ``con``: kernel scaled per output channel, bias ``b*gamma + beta``.
+
+    Why: at inference dlib's affine is a fixed per-channel scale and shift; inside the convolution it
+    costs nothing and lets TensorFlow fuse conv + bias + relu. Computed in float64 so the folded
+    network matches the faithful one to float32 rounding (tests/test_resnet.py)."""
+    gamma = affine.arrays["gamma"].astype(np.float64)
+    kernel = conv.arrays["kernel"].astype(np.float64) * gamma.reshape(-1, 1, 1, 1)  # OIHW
+    bias = conv.arrays["bias"].astype(np.float64) * gamma + affine.arrays["beta"].astype(np.float64)
+    arrays = {"kernel": kernel.astype(np.float32), "bias": bias.astype(np.float32)}
+    return DlibLayer(conv.kind, arrays=arrays, geometry=dict(conv.geometry))
+
+
+def _conv_affine(
+    x: Any,
+    take: Callable[..., DlibLayer | None],
+    filters: int,
+    stride: int,
+    name: str,
+    suffix: str,
+    folded: bool,
+) -> Any:
+    """dlib's ``affine(con(x))`` (3x3 unless the stem's 7x7): two layers, or one when ``folded``."""
+    size = 7 if name == "stem" else 3
+    conv_spec = take("con", filters=filters, size=size, stride=stride)
+    affine_spec = take("affine")
+    if folded:
+        if conv_spec is None or affine_spec is None:
+            raise ValueError("a folded dlib ResNet needs dlib's weights (load_weights=True)")
+        return _conv(x, fold_affine(conv_spec, affine_spec), filters, size, stride, f"{name}_conv{suffix}")
+    x = _conv(x, conv_spec, filters, size, stride, f"{name}_conv{suffix}")
+    return _affine(x, affine_spec, f"{name}_affine{suffix}")
+
+
+def _residual_block(
+    x: Any, cursor: _Cursor | None, filters: int, down: bool, name: str, folded: bool = False
+) -> Any:
     def take(kind: str, **geometry: int) -> DlibLayer | None:
         return cursor.take(kind, **geometry) if cursor is not None else None
 
     take("tag")  # tag1: the block input, reused by the shortcut
-    stride = 2 if down else 1
-    y = _conv(x, take("con", filters=filters, size=3, stride=stride), filters, 3, stride, f"{name}_conv1")
-    y = _affine(y, take("affine"), f"{name}_affine1")
+    y = _conv_affine(x, take, filters, 2 if down else 1, name, "1", folded)
     take("relu")
     y = layers.ReLU(name=f"{name}_relu1")(y)
-    y = _conv(y, take("con", filters=filters, size=3, stride=1), filters, 3, 1, f"{name}_conv2")
-    y = _affine(y, take("affine"), f"{name}_affine2")
+    y = _conv_affine(y, take, filters, 1, name, "2", folded)
     shortcut = x
     if down:
         take("tag")  # tag2 on the block output
@@ -332,7 +364,7 @@ def _residual_block(x: Any, cursor: _Cursor | None, filters: int, down: bool, na
 
 
 def build_dlib_resnet(
-    weights_path: Path | None = None, trainable: bool = False, load_weights: bool = True
+    weights_path: Path | None = None, trainable: bool = False, load_weights: bool = True, folded: bool = False
 ) -> keras.Model:
     """The dlib ResNet as a functional Keras model: ``(N,150,150,3)`` float32 RGB in 0..255 ->
     ``(N,128)`` raw dlib descriptors (not normalised; dlib compares them with Euclidean distance
@@ -341,7 +373,11 @@ def build_dlib_resnet(
     ``weights_path`` defaults to the file shipped by face-recognition-models. ``load_weights=False``
     gives the same graph with fresh initial weights (for tests that do not need dlib's numbers).
     ``trainable=False`` freezes everything; use :func:`set_trainable_stages` to unfreeze the top.
+    ``folded``: the inference form the served model uses, every affine merged into its convolution
+    (:func:`fold_affine`); same function, fewer ops, no affine left to fine-tune.
     """
+    if folded and trainable:
+        raise ValueError("the folded dlib ResNet has no affine layers left to train; build it unfolded")
     weights = load_dlib_resnet_weights(weights_path) if load_weights else None
     cursor = _Cursor(weights.layers) if weights is not None else None
 
@@ -352,15 +388,14 @@ def build_dlib_resnet(
     inputs = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), dtype="float32", name="chips")
     # (x - mean) / 256 exactly as dlib's input layer: Normalization divides by sqrt(variance).
     x = layers.Normalization(mean=mean.tolist(), variance=[256.0**2] * 3, name="input_scaling")(inputs)
-    x = _conv(x, take("con", filters=32, size=7, stride=2), 32, 7, 2, "stem_conv")
-    x = _affine(x, take("affine"), "stem_affine")
+    x = _conv_affine(x, take, 32, 2, "stem", "", folded)
     take("relu")
     x = layers.ReLU(name="stem_relu")(x)
     take("max_pool", size=3, stride=2, padding=0)
     x = layers.MaxPooling2D(3, strides=2, padding="valid", name="stem_pool")(x)
     for stage, filters, blocks in STAGES:
         for index, down in enumerate(blocks, start=1):
-            x = _residual_block(x, cursor, filters, down, f"{stage}_block{index}")
+            x = _residual_block(x, cursor, filters, down, f"{stage}_block{index}", folded)
     take("avg_pool", size=0)
     x = layers.GlobalAveragePooling2D(name="embedding_pool")(x)
     fc = layers.Dense(EMBEDDING_DIM, use_bias=False, name="embedding")
@@ -371,7 +406,7 @@ def build_dlib_resnet(
     if cursor is not None and not cursor.done():
         raise DlibFormatError("the file has layers beyond the expected architecture")
 
-    model = keras.Model(inputs, outputs, name="dlib_resnet_v1")
+    model = keras.Model(inputs, outputs, name="dlib_resnet_v1_folded" if folded else "dlib_resnet_v1")
     model.trainable = trainable
     return model
 

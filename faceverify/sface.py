@@ -151,60 +151,125 @@ def _prelu(x: Any, name: str) -> Any:
     return layers.PReLU(shared_axes=[1, 2], name=f"{name}_prelu")(x)
 
 
-def build_sface_model() -> keras.Model:
-    """The architecture, untrained: chips float32 [N,112,112,3] RGB 0..255 -> raw 128-d feature."""
+def _conv_unit(x: Any, layer: layers.Layer, name: str, folded: bool) -> Any:
+    """conv -> BatchNorm -> PReLU; with ``folded`` the BatchNorm lives in the conv's weights."""
+    x = layer(x)
+    return _prelu(x if folded else _bn(x, name, _BN_EPS), name)
+
+
+def build_sface_model(folded: bool = False) -> keras.Model:
+    """The architecture, untrained: chips float32 [N,112,112,3] RGB 0..255 -> raw 128-d feature.
+
+    ``folded``: the inference form, every BatchNorm merged into the layer before it (each conv gets a
+    bias, the head is one Dense); same function, fewer ops (see :func:`fold_sface_weights`)."""
     chips = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), dtype="float32", name="chips")
     x = layers.Rescaling(1.0 / 128.0, offset=-127.5 / 128.0, name="normalise")(chips)
     x = layers.ZeroPadding2D(1, name="conv_1_pad")(x)
-    x = layers.Conv2D(32, 3, use_bias=False, name="conv_1_conv")(x)
-    x = _prelu(_bn(x, "conv_1", _BN_EPS), "conv_1")
+    x = _conv_unit(x, layers.Conv2D(32, 3, use_bias=folded, name="conv_1_conv"), "conv_1", folded)
     for i, (stride, filters) in enumerate(BLOCKS, start=2):
         dw = f"conv_{i}_dw"
-        x = layers.ZeroPadding2D(1, name=f"{dw}_pad")(x)
-        x = layers.DepthwiseConv2D(3, strides=stride, use_bias=False, name=f"{dw}_conv")(x)
-        x = _prelu(_bn(x, dw, _BN_EPS), dw)
+        if stride == 1 and folded:
+            # Symmetric padding at stride 1 is what 'same' does; only stride 2 needs explicit pads.
+            conv = layers.DepthwiseConv2D(3, padding="same", use_bias=True, name=f"{dw}_conv")
+        else:
+            x = layers.ZeroPadding2D(1, name=f"{dw}_pad")(x)
+            conv = layers.DepthwiseConv2D(3, strides=stride, use_bias=folded, name=f"{dw}_conv")
+        x = _conv_unit(x, conv, dw, folded)
         pw = f"conv_{i}"
-        x = layers.Conv2D(filters, 1, use_bias=False, name=f"{pw}_conv")(x)
-        x = _prelu(_bn(x, pw, _BN_EPS), pw)
-    x = _bn(x, "bn1", _HEAD_BN_EPS)
+        x = _conv_unit(x, layers.Conv2D(filters, 1, use_bias=folded, name=f"{pw}_conv"), pw, folded)
+    if not folded:
+        x = _bn(x, "bn1", _HEAD_BN_EPS)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(EMBEDDING_DIM, name="pre_fc1")(x)
-    x = layers.BatchNormalization(epsilon=_HEAD_BN_EPS, name="fc1_bn")(x)
-    return keras.Model(chips, x, name="sface")
+    if not folded:
+        x = layers.BatchNormalization(epsilon=_HEAD_BN_EPS, name="fc1_bn")(x)
+    return keras.Model(chips, x, name="sface_folded" if folded else "sface")
 
 
 def _bn_weights(t: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
     return [t[f"{prefix}_{k}"] for k in ("gamma", "beta", "moving_mean", "moving_var")]
 
 
-def load_sface_weights(model: keras.Model, tensors: dict[str, np.ndarray]) -> keras.Model:
-    """Copy the ONNX tensors (see :func:`read_sface_onnx`) into :func:`build_sface_model`'s layers."""
-    model.get_layer("conv_1_conv").set_weights(
-        [tensors["conv_1_conv2d_weight_reshaped"].transpose(2, 3, 1, 0)]
-    )
-    names = ["conv_1"]
+def _bn_scale_shift(t: dict[str, np.ndarray], prefix: str, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """A frozen BatchNorm as ``x * scale + shift`` (float64, for exact folding)."""
+    gamma, beta, mean, var = (w.astype(np.float64) for w in _bn_weights(t, prefix))
+    scale = gamma / np.sqrt(var + eps)
+    return scale, beta - mean * scale
+
+
+def _unit_names() -> list[str]:
+    return ["conv_1"] + [n for i in range(2, 2 + len(BLOCKS)) for n in (f"conv_{i}_dw", f"conv_{i}")]
+
+
+def _keras_kernels(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every conv kernel in Keras layout (HWIO; depthwise HW C 1), by unit name."""
+    kernels = {"conv_1": tensors["conv_1_conv2d_weight_reshaped"].transpose(2, 3, 1, 0)}
     for i in range(2, 2 + len(BLOCKS)):
-        dw = tensors[f"conv_{i}_dw_conv2d_weight_reshaped"]  # (C, 1, 3, 3)
-        model.get_layer(f"conv_{i}_dw_conv").set_weights([dw.transpose(2, 3, 0, 1)])
-        pw = tensors[f"conv_{i}_conv2d_weight_reshaped"]  # (O, I, 1, 1)
-        model.get_layer(f"conv_{i}_conv").set_weights([pw.transpose(2, 3, 1, 0)])
-        names += [f"conv_{i}_dw", f"conv_{i}"]
-    for name in names:
-        model.get_layer(f"{name}_bn").set_weights(_bn_weights(tensors, f"{name}_batchnorm"))
+        kernels[f"conv_{i}_dw"] = tensors[f"conv_{i}_dw_conv2d_weight_reshaped"].transpose(2, 3, 0, 1)
+        kernels[f"conv_{i}"] = tensors[f"conv_{i}_conv2d_weight_reshaped"].transpose(2, 3, 1, 0)
+    return kernels
+
+
+def _head_dense(tensors: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Gemm weight [128, C*H*W] in NCHW flatten order -> Keras Dense [H*W*C, 128] in NHWC order."""
+    w = tensors["pre_fc1_weight_dequantized"].reshape(EMBEDDING_DIM, 1024, 7, 7)
+    return w.transpose(2, 3, 1, 0).reshape(-1, EMBEDDING_DIM), tensors["pre_fc1_bias_dequantized"]
+
+
+def _set_prelus(model: keras.Model, tensors: dict[str, np.ndarray]) -> None:
+    for name in _unit_names():
         gamma = tensors[f"{name}_relu_gamma"].reshape(-1)
         model.get_layer(f"{name}_prelu").set_weights([gamma.reshape(1, 1, -1)])
+
+
+def load_sface_weights(model: keras.Model, tensors: dict[str, np.ndarray]) -> keras.Model:
+    """Copy the ONNX tensors (see :func:`read_sface_onnx`) into :func:`build_sface_model`'s layers."""
+    for name, kernel in _keras_kernels(tensors).items():
+        model.get_layer(f"{name}_conv").set_weights([kernel])
+        model.get_layer(f"{name}_bn").set_weights(_bn_weights(tensors, f"{name}_batchnorm"))
+    _set_prelus(model, tensors)
     model.get_layer("bn1_bn").set_weights(_bn_weights(tensors, "bn1"))
-    # Gemm weight [128, C*H*W] in NCHW flatten order -> Keras Dense [H*W*C, 128] in NHWC order.
-    w = tensors["pre_fc1_weight_dequantized"].reshape(EMBEDDING_DIM, 1024, 7, 7)
-    kernel = w.transpose(2, 3, 1, 0).reshape(-1, EMBEDDING_DIM)
-    model.get_layer("pre_fc1").set_weights([kernel, tensors["pre_fc1_bias_dequantized"]])
+    model.get_layer("pre_fc1").set_weights(list(_head_dense(tensors)))
     model.get_layer("fc1_bn").set_weights(_bn_weights(tensors, "fc1"))
     return model
 
 
-def build_sface(path: str | Path | None = None, trainable: bool = False) -> keras.Model:
+def fold_sface_weights(model: keras.Model, tensors: dict[str, np.ndarray]) -> keras.Model:
+    """The ONNX tensors into :func:`build_sface_model(folded=True) <build_sface_model>`'s layers.
+
+    Why: at inference a BatchNorm is a fixed per-channel ``x * s + t``; merged into the conv before
+    it (kernel scaled per output channel, bias ``t``), it costs nothing, and TensorFlow can fuse the
+    conv with its bias. The head ``bn1 -> Flatten -> Dense -> fc1_bn`` is linear, so it becomes one
+    Dense. Folding is done in float64, so the folded network matches the faithful one to float32
+    rounding (tests/test_sface.py)."""
+    for name, kernel in _keras_kernels(tensors).items():
+        scale, shift = _bn_scale_shift(tensors, f"{name}_batchnorm", _BN_EPS)
+        depthwise = name.endswith("_dw")
+        per_out = scale.reshape(1, 1, -1, 1) if depthwise else scale.reshape(1, 1, 1, -1)
+        folded = (kernel.astype(np.float64) * per_out).astype(np.float32)
+        model.get_layer(f"{name}_conv").set_weights([folded, shift.astype(np.float32)])
+    _set_prelus(model, tensors)
+    # bn1 is per channel of the 7x7x1024 map; in NHWC flatten order channel = index % 1024.
+    s1, t1 = _bn_scale_shift(tensors, "bn1", _HEAD_BN_EPS)
+    s2, t2 = _bn_scale_shift(tensors, "fc1", _HEAD_BN_EPS)
+    kernel, bias = (a.astype(np.float64) for a in _head_dense(tensors))
+    s1_flat, t1_flat = np.tile(s1, 49), np.tile(t1, 49)
+    w = kernel * s1_flat[:, None] * s2[None, :]
+    b = (bias + t1_flat @ kernel) * s2 + t2
+    model.get_layer("pre_fc1").set_weights([w.astype(np.float32), b.astype(np.float32)])
+    return model
+
+
+def build_sface(path: str | Path | None = None, trainable: bool = False, folded: bool = False) -> keras.Model:
     """SFace with its shipped weights: chips float32 [N,112,112,3] RGB 0..255 -> 128-d feature
-    (not normalised; compare with cosine, as OpenCV does). Frozen unless ``trainable``."""
-    model = load_sface_weights(build_sface_model(), read_sface_onnx(path))
+    (not normalised; compare with cosine, as OpenCV does). Frozen unless ``trainable``.
+    ``folded``: the BatchNorm-free inference form the served model uses (not for fine-tuning)."""
+    if folded and trainable:
+        raise ValueError("the folded SFace has no BatchNorm left to train; build it unfolded")
+    tensors = read_sface_onnx(path)
+    if folded:
+        model = fold_sface_weights(build_sface_model(folded=True), tensors)
+    else:
+        model = load_sface_weights(build_sface_model(), tensors)
     model.trainable = trainable
     return model

@@ -20,6 +20,7 @@ from faceverify.resnet import (
     DLIB_DISTANCE_THRESHOLD,
     GROUPS,
     MODEL_FILE,
+    Affine,
     ZeroPadAdd,
     build_dlib_resnet,
     embedding_function,
@@ -117,6 +118,18 @@ def test_descriptor_matches_dlib(model: keras.Model, golden) -> None:
     diff = np.abs(ours - golden["descriptors"]).max()
     print(f"max |keras - dlib| over {len(ours)} chips x 128: {diff:.3g}")
     assert diff < GOLDEN_TOLERANCE
+
+
+def test_folded_model_matches_dlib_without_affine_layers(golden) -> None:
+    """The served form (every affine folded into its convolution) is still dlib's descriptor."""
+    folded = build_dlib_resnet(folded=True)
+    assert not any(isinstance(layer, Affine) for layer in folded.layers)
+    ours = folded(golden["chips"].astype(np.float32), training=False).numpy()
+    assert np.abs(ours - golden["descriptors"]).max() < GOLDEN_TOLERANCE
+    with pytest.raises(ValueError, match="folded"):
+        build_dlib_resnet(folded=True, trainable=True)
+    with pytest.raises(ValueError, match="weights"):
+        build_dlib_resnet(folded=True, load_weights=False)
 
 
 def test_tf_function_path_matches_dlib_one_chip_at_a_time(model: keras.Model, golden) -> None:

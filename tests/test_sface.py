@@ -62,6 +62,19 @@ def test_tower_matches_opencv_face_recognizer_sf(tower) -> None:
         assert np.abs(mine - ref).max() < 1e-3 * np.abs(ref).max()
 
 
+def test_folded_tower_is_the_same_function_with_fewer_layers(tower) -> None:
+    """The served (BatchNorm-folded) SFace gives the faithful tower's features to float32 rounding."""
+    folded = build_sface(folded=True)
+    chips = _fixed_chips().astype(np.float32)
+    ref = tower(chips, training=False).numpy()
+    got = folded(chips, training=False).numpy()
+    assert np.abs(got - ref).max() < 1e-4 * np.abs(ref).max()
+    assert not any("bn" in layer.name for layer in folded.layers)
+    assert len(folded.layers) < len(tower.layers) - 20
+    with pytest.raises(ValueError, match="folded"):
+        build_sface(folded=True, trainable=True)
+
+
 def test_weights_file_is_pinned(tmp_path: Path) -> None:
     assert verified_sface_path().name.endswith(".onnx")
     altered = tmp_path / "sface.onnx"

@@ -228,6 +228,16 @@ def thresholds_from_points(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def record_mirror(record: dict[str, Any]) -> dict[str, bool]:
+    """The head record's test-time mirroring per tower: ``"mirror"`` is a bool for every tower (older
+    records) or a tower -> bool mapping (a tower absent from it is mirrored)."""
+    from training.tower_cache import mirror_of
+
+    setting = record.get("mirror", True)
+    setting = setting if isinstance(setting, bool) else {str(k): bool(v) for k, v in setting.items()}
+    return {str(t): mirror_of(setting, str(t)) for t in record["towers"]}
+
+
 def export_fused_from_record(
     record: dict[str, Any],
     out: Path,
@@ -245,12 +255,17 @@ def export_fused_from_record(
     if record.get("format") != FUSED_FORMAT:
         raise ValueError(f"not a {FUSED_FORMAT} record")
     towers = [str(t) for t in record["towers"]]
-    mirror = bool(record.get("mirror", True))
+    mirror = record_mirror(record)
     specs: list[tuple[dict[str, Any], Any]] = []
     for t in towers:
         alignment, size = TOWER_INPUTS[t]
-        spec: dict[str, Any] = {"name": INPUT_NAMES[t], "size": size, "alignment": alignment}
-        specs.append((spec, tower_embedding_model(t, mirror=mirror)))
+        spec: dict[str, Any] = {
+            "name": INPUT_NAMES[t],
+            "size": size,
+            "alignment": alignment,
+            "mirror": mirror[t],
+        }
+        specs.append((spec, tower_embedding_model(t, mirror=mirror[t])))
     has_points = bool(record.get("operating_points"))
     thresholds = thresholds_from_points(record) if has_points else record.get("thresholds")
     extra_files = (
@@ -288,7 +303,7 @@ def export_fused_from_record(
         distance="cosine",
         input_size=int(specs[0][0]["size"]),
         embedding_dim=128 * len(towers),
-        mirror=mirror,
+        mirror=all(mirror[t] for t in towers),
         thresholds=thresholds,
         metrics={
             "heldout": record.get("metrics", {}),

@@ -235,6 +235,7 @@ def _fuse(args: argparse.Namespace) -> int:
         Path(args.det_plot) if args.det_plot else None,
         cache_dir=args.cache_dir,
         seed=args.seed,
+        mirror={t: t not in args.no_mirror for t in ("dlib", "sface")},
         progress=not args.quiet,
         command=command,
     )
@@ -256,12 +257,15 @@ def _fuse(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from training.build_model import record_mirror
     from training.fuse import compare_towers
     from training.fusion import FusionHead
 
     _set_threads(args.threads)
-    head = FusionHead.from_record(json.loads(Path(args.head).read_text()))
-    result = compare_towers(Path(args.data), Path(args.pairs), head, progress=not args.quiet)
+    record = json.loads(Path(args.head).read_text())
+    head = FusionHead.from_record(record)
+    mirror = record_mirror(record)
+    result = compare_towers(Path(args.data), Path(args.pairs), head, mirror=mirror, progress=not args.quiet)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -308,6 +312,13 @@ def register(subparsers: Any) -> None:
         "--cache-dir", type=Path, default=None, help="embedding cache (default ~/.cache/faceverify)"
     )
     f.add_argument("--seed", type=int, default=0, help="seed of the photo sample, impostor pairs, k-subsets")
+    f.add_argument(
+        "--no-mirror",
+        action="append",
+        default=[],
+        choices=["dlib", "sface"],
+        help="embed this tower's chip alone, without averaging in its mirror image (repeatable)",
+    )
     f.add_argument("--threads", type=int, default=2, help="TensorFlow CPU threads (0 = TF default)")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=_fuse)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from training.build_model import FUSED_FORMAT
 from training.calibration import FAR_LEVELS, collect_trials, det_curve, operating_points, write_det_plot
 from training.evaluate import NO_FACE_SCORE, assign_folds, protocol_metrics
 from training.fusion import FusionHead, fit_fusion_head, identity_pairs, pair_cosines
-from training.tower_cache import TowerEmbeddings, embed_files
+from training.tower_cache import MirrorSetting, TowerEmbeddings, embed_files, mirror_of
 from training.view1 import dev_test_images, dev_train_images
 
 TOWERS = ("dlib", "sface")
@@ -68,6 +69,57 @@ def similarity_matrix(
     return (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
 
 
+@dataclass
+class View1:
+    """View 1 photos embedded by both towers: ``train`` rows (peopleDevTrain sample) fit the head,
+    ``test_pairs`` (pairsDevTest) are the held-out report."""
+
+    emb: TowerEmbeddings
+    identities: list[str]
+    train_rows: np.ndarray
+    test_pairs: list[Any]
+
+
+def view1_embeddings(
+    lfw_root: Path,
+    *,
+    seed: int = 0,
+    mirror: MirrorSetting = True,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> View1:
+    from training.data import read_pairs
+
+    train_set = dev_train_images(lfw_root, seed=seed)
+    test_set = dev_test_images(lfw_root)
+    paths = list(dict.fromkeys(train_set.paths + test_set.paths))
+    emb = embed_files(paths, TOWERS, mirror=mirror, cache_dir=cache_dir, progress=progress)
+    in_train = set(train_set.paths)
+    return View1(
+        emb,
+        [p.parent.name for p in paths],
+        np.array([i for i, p in enumerate(paths) if p in in_train]),
+        read_pairs(Path(lfw_root) / "pairsDevTest.txt", Path(lfw_root) / "images"),
+    )
+
+
+def fit_head(view: View1, impostor_pairs: int = 200_000, seed: int = 0) -> tuple[FusionHead, np.ndarray]:
+    """The logistic fusion head on peopleDevTrain pairs only; returns it and the pair labels."""
+    both = view.emb.found["dlib"] & view.emb.found["sface"]
+    usable = np.zeros(len(view.emb.paths), bool)
+    usable[view.train_rows] = both[view.train_rows]
+    left, right, labels = identity_pairs(view.identities, usable, impostor_pairs, seed)
+    return fit_fusion_head(pair_cosines(view.emb.embeddings, TOWERS, left, right), labels, TOWERS), labels
+
+
+def heldout_report(view: View1, head: FusionHead) -> dict[str, dict[str, Any]]:
+    """dlib alone, SFace alone and fused on pairsDevTest (a face not found = a non-match)."""
+    return {
+        s: report(pair_scores(view.emb, view.test_pairs, s, head), view.test_pairs)
+        for s in ("dlib", "sface", "fused")
+    }
+
+
 def run_fuse(
     lfw_root: Path,
     out: Path,
@@ -76,31 +128,18 @@ def run_fuse(
     cache_dir: Path | None = None,
     impostor_pairs: int = 200_000,
     seed: int = 0,
+    mirror: MirrorSetting = True,
     progress: bool = True,
     command: str = "",
 ) -> dict[str, Any]:
-    from training.data import read_pairs
-
-    train_set = dev_train_images(lfw_root, seed=seed)
-    test_set = dev_test_images(lfw_root)
-    paths = list(dict.fromkeys(train_set.paths + test_set.paths))
-    ids_of = {p: p.parent.name for p in paths}
-    emb = embed_files(paths, TOWERS, cache_dir=cache_dir, progress=progress)
+    view = view1_embeddings(lfw_root, seed=seed, mirror=mirror, cache_dir=cache_dir, progress=progress)
+    emb, identities = view.emb, view.identities
+    paths = emb.paths
     both = emb.found["dlib"] & emb.found["sface"]
-    identities = [ids_of[p] for p in paths]
 
-    # 2. head on peopleDevTrain photos only
-    train_rows = np.array([i for i, p in enumerate(paths) if p in set(train_set.paths)])
-    usable = np.zeros(len(paths), bool)
-    usable[train_rows] = both[train_rows]
-    left, right, labels = identity_pairs(identities, usable, impostor_pairs, seed)
-    head = fit_fusion_head(pair_cosines(emb.embeddings, TOWERS, left, right), labels, TOWERS)
-
-    # 3. held-out report on pairsDevTest
-    test_pairs = read_pairs(Path(lfw_root) / "pairsDevTest.txt", Path(lfw_root) / "images")
-    heldout = {
-        s: report(pair_scores(emb, test_pairs, s, head), test_pairs) for s in ("dlib", "sface", "fused")
-    }
+    # 2. head on peopleDevTrain photos only; 3. held-out report on pairsDevTest
+    head, labels = fit_head(view, impostor_pairs, seed)
+    heldout = heldout_report(view, head)
 
     # 4. operating points on every usable View 1 photo (train + test identities)
     rows = np.flatnonzero(both)
@@ -119,7 +158,7 @@ def run_fuse(
     record: dict[str, Any] = {
         "format": FUSED_FORMAT,
         **head.to_record(),
-        "mirror": True,
+        "mirror": {t: mirror_of(mirror, t) for t in TOWERS},
         "operating_points": points,
         "default_far": DEFAULT_FAR,
         "loosest_far": LOOSEST_FAR,
@@ -153,17 +192,19 @@ def compare_towers(
     pairs_file: Path,
     head: FusionHead,
     *,
+    mirror: MirrorSetting = True,
     cache_dir: Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """dlib alone, SFace alone and fused on a pairs file (e.g. View 2 pairs.txt), LFW protocol, from
-    the per-tower cache: decode -> detect -> align -> each tower's served embedding (chip + mirror);
+    the per-tower cache: decode -> detect -> align -> each tower's served embedding (chip, and its
+    mirror where ``mirror`` says so, as the head record's ``mirror``);
     a face not found = a non-match, counted. The fused score is the served `score` formula."""
     from training.data import read_pairs, unique_images
 
     pairs = read_pairs(Path(pairs_file), Path(lfw_root) / "images")
     paths = unique_images(pairs)
-    emb = embed_files(paths, TOWERS, cache_dir=cache_dir, progress=progress)
+    emb = embed_files(paths, TOWERS, mirror=mirror, cache_dir=cache_dir, progress=progress)
     out: dict[str, Any] = {}
     for scorer in ("dlib", "sface", "fused"):
         towers = list(TOWERS) if scorer == "fused" else [scorer]

@@ -8,9 +8,11 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from training.build_model import record_mirror
 from training.export import build_tiny_tower, export_multi_tower
 from training.fusion import FusionHead, fit_fusion_head
 from training.siamese import build_embedding_model
+from training.tower_cache import embeddings_from_views
 
 
 def _chips(n: int, size: int, seed: int) -> np.ndarray:
@@ -56,3 +58,24 @@ def test_fusion_head_learns_to_trust_the_better_tower() -> None:
     accuracy = ((head.similarity(np.stack([noisy, good], axis=1)) > 0.5) == labels).mean()
     assert accuracy > 0.97
     assert FusionHead.from_record(head.to_record()) == head
+
+
+def test_cached_views_give_the_served_embedding_with_and_without_mirror() -> None:
+    """The tower cache keeps the raw chip and mirror features; the embedding it derives under each
+    mirroring choice is the one the served embedding model computes."""
+    tower = build_tiny_tower(112, 128, seed=5)
+    chips = _chips(3, 112, 6).astype(np.float32)
+    views = np.stack([tower(chips).numpy(), tower(chips[:, :, ::-1].copy()).numpy()], axis=1)
+    for mirror in (True, False):
+        served = build_embedding_model(tower, 112, mirror=mirror)(chips).numpy()
+        np.testing.assert_allclose(embeddings_from_views(views, mirror), served, atol=1e-5)
+    assert not np.allclose(embeddings_from_views(views, True), embeddings_from_views(views, False))
+
+
+def test_head_records_name_mirroring_per_tower_or_for_all() -> None:
+    towers = ["dlib", "sface"]
+    assert record_mirror({"towers": towers, "mirror": True}) == {"dlib": True, "sface": True}
+    assert record_mirror({"towers": towers, "mirror": False}) == {"dlib": False, "sface": False}
+    assert record_mirror({"towers": towers}) == {"dlib": True, "sface": True}
+    per_tower = {"towers": towers, "mirror": {"dlib": True, "sface": False}}
+    assert record_mirror(per_tower) == {"dlib": True, "sface": False}
