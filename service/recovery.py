@@ -67,7 +67,7 @@ class RepairReport:
         """Rows an operator must look at: what is unreadable, why, and the way out."""
         remedy = {
             "embedding": "`faceverify reembed` recomputes it from the photo",
-            "photo": "the user must re-enrol (then delete this image)",
+            "photo": "re-enrolling that photo writes it again; without it, delete this image",
         }
         return [
             f"image {i} of user {u!r}: its stored {what} cannot be read ({reason}); verify leaves it "

@@ -146,7 +146,7 @@ def enrolled_embeddings(
             "(changed in the database, copied from another row, sealed with a key this service does "
             "not have, or malformed), so there is nothing to verify against. Operator: "
             "`faceverify store check` lists them; `faceverify reembed` recomputes them from intact "
-            "photos, otherwise the user must re-enrol.",
+            "photos; re-enrolling the user (the same photos repair these rows in place) always works.",
             audit={"unreadable_images": list(unreadable_ids)},
         )
     if rows:

@@ -149,6 +149,34 @@ def test_another_users_embedding_copied_onto_a_row_never_votes_for_that_face(liv
         assert (bush["comparisons"], bush["votes"]) == (2, 1)
 
 
+def test_re_enrolling_the_same_photos_repairs_unreadable_rows_in_place(live_app: LiveApp) -> None:
+    """The 409's advice, "re-enrol the user", must work even though re-sending a stored photo is
+    idempotent: the same ids come back, with a fresh embedding and (if needed) photo file."""
+    with _http(live_app) as http:
+        [bush_row, _] = _enrol(http, "bush", BUSH)
+        swapped, flipped = _enrol(http, "blair", BLAIR)
+        _copy_embedding(live_app, bush_row, swapped)
+        _flip_a_ciphertext_byte(live_app, flipped)
+        store = live_app.app.state.store
+        with live_app.app.state.session_factory() as session:
+            path = session.scalars(select(Image.path).where(Image.id == flipped)).one()
+        sealed = bytearray(store.absolute(path).read_bytes())
+        sealed[HEADER_BYTES + 5] ^= 0x01  # its photo file too
+        store.absolute(path).write_bytes(bytes(sealed))
+        assert _verify(http, "blair", BLAIR[0]).status_code == 409
+
+        assert _enrol(http, "blair", BLAIR) == [swapped, flipped]  # idempotent: the same rows
+        for photo in BLAIR:
+            fixed = _verify(http, "blair", photo)
+            assert fixed.status_code == 200, fixed.text
+            assert (fixed.json()["comparisons"], fixed.json()["votes"]) == (2, 1)
+        with live_app.app.state.session_factory() as session:
+            rows = list(session.scalars(select(Image).where(Image.id.in_([swapped, flipped]))))
+        for row in rows:
+            row.vector(store.keyring)
+            assert store.read_photo(row.path, row.user_pk, row.sha256)
+
+
 def test_a_liveness_burst_against_unreadable_rows_is_a_409_not_a_500(live_app: LiveApp) -> None:
     with _http(live_app) as http:
         [only] = _enrol(http, "blair", BLAIR[:1])
