@@ -47,10 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     db.set_defaults(func=lambda _args: (db.print_help(), 2)[1])
 
     reembed = subparsers.add_parser(
-        "reembed", help="recompute stored embeddings with the served model (after a model change)"
+        "reembed",
+        help="recompute stored embeddings with the served model from the stored photos: after a model "
+        "change, and for embeddings that cannot be read (tampered, copied from another row)",
     )
     _add_common(reembed)
-    reembed.add_argument("--all", action="store_true", help="also re-embed rows of the current version")
+    reembed.add_argument(
+        "--all", action="store_true", help="also re-embed readable rows of the current version"
+    )
     reembed.add_argument("--batch-size", type=int, default=32)
     reembed.set_defaults(func=cmd_reembed)
 
@@ -124,6 +128,10 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     print(f"re-embedded {report.updated} image(s) with model {face_engine.version}")
+    if report.unreadable:
+        print(
+            f"  queued because their stored embedding could not be read: image ids {report.unreadable}"
+        )
     for image_id, reason in report.failed:
         print(f"  image {image_id}: {reason} (kept its old embedding; not used by verify)", file=sys.stderr)
     if report.embeddings_only:

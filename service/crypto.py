@@ -47,7 +47,16 @@ class CryptoError(Exception):
 
 
 class DecryptionError(CryptoError):
-    """A blob fails authentication (tampered, swapped between rows) or its key is unknown."""
+    """A blob fails authentication (tampered, swapped between rows) or its key is unknown.
+
+    `reason` tells the two apart for the operator: `unknown_key` (sealed with a key this process
+    does not have: a configuration problem) or `authentication_failed` (the blob was changed, or
+    belongs to another row). Neither the message nor the reason carries key material.
+    """
+
+    def __init__(self, message: str, reason: str = "authentication_failed"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class KeyConfigError(CryptoError):
@@ -218,7 +227,7 @@ class KeyRing:
             self.refresh()
             key = self._keys.get(key_id)
         if key is None:
-            raise DecryptionError(f"blob sealed with unknown key {key_id}")
+            raise DecryptionError(f"blob sealed with unknown key {key_id}", "unknown_key")
         nonce = blob[len(MAGIC) + KEY_ID_BYTES : HEADER_BYTES]
         try:
             return AESGCM(key).decrypt(nonce, blob[HEADER_BYTES:], aad)

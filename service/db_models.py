@@ -26,7 +26,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-from service.crypto import KeyRing, embedding_aad
+from service.crypto import DecryptionError, KeyRing, embedding_aad
 from service.store import user_dir_name
 
 # Deterministic constraint names so that migrations can refer to them on every backend.
@@ -141,6 +141,18 @@ def open_embedding(keyring: KeyRing, blob: bytes, dim: int, user_pk: int, sha256
     return embedding_from_bytes(keyring.open(blob, embedding_aad(user_pk, sha256)), dim)
 
 
+# What opening a stored embedding raises when the row cannot be used (never a bug of the caller).
+UNREADABLE_ERRORS: tuple[type[Exception], ...] = (DecryptionError, ValueError)
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """Stable code for a stored blob that cannot be read, for logs, metrics and `store check`:
+    the DecryptionError's `authentication_failed` (tampered, copied from another row) or
+    `unknown_key` (sealed with a key this process lacks), else `malformed` (not `embedding_dim`
+    float32 values, e.g. a truncated legacy plaintext blob)."""
+    return exc.reason if isinstance(exc, DecryptionError) else "malformed"
+
+
 def embedding_to_bytes(vector: np.ndarray) -> bytes:
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
@@ -153,6 +165,7 @@ def embedding_from_bytes(blob: bytes, dim: int) -> np.ndarray:
 
 
 __all__ = [
+    "UNREADABLE_ERRORS",
     "Base",
     "Image",
     "UTCDateTime",
@@ -161,6 +174,7 @@ __all__ = [
     "embedding_to_bytes",
     "open_embedding",
     "seal_embedding",
+    "unreadable_reason",
 ]
 
 # The liveness tables live in their own module (owned by the liveness feature) but must be on

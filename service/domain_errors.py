@@ -11,13 +11,25 @@ from typing import Any
 
 
 class DomainError(Exception):
-    """Base class: `reason` is the stable machine-readable code clients branch on."""
+    """Base class: `reason` is the stable machine-readable code clients branch on.
 
-    def __init__(self, reason: str, detail: Any = None, *, retry_after_s: int | None = None):
+    `audit` holds facts for the audit trail's summary of the refused request that the client is
+    not shown (e.g. which stored rows could not be read); never image bytes or embeddings.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        detail: Any = None,
+        *,
+        retry_after_s: int | None = None,
+        audit: dict[str, Any] | None = None,
+    ):
         super().__init__(detail if detail is not None else reason)
         self.reason = reason
         self.detail = detail if detail is not None else reason
         self.retry_after_s = retry_after_s
+        self.audit = dict(audit or {})
 
 
 class InvalidInput(DomainError):

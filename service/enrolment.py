@@ -15,6 +15,10 @@ rows (and any temp file) are removed by `service.recovery` at the next start. A 
 leaves the whole enrolment: every committed row already has its file. The lock makes enrol,
 delete, repair and key rotation of one user take turns, across processes, so an enrolment never
 acknowledges an image that is not stored, and ids come from this transaction's own rows.
+
+A re-sent photo (same sha256) repairs its row in the same transaction: a missing or unreadable
+photo file is written again, an unreadable embedding is replaced by the one just computed, so
+"re-enrol the user" (what verify's 409 `stored_data_unreadable` asks for) works in place.
 """
 
 from __future__ import annotations
@@ -24,14 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service import metrics
 from service.core.config import Settings
 from service.crashpoints import crash_point
-from service.db_models import Image, User, seal_embedding
+from service.crypto import DecryptionError
+from service.db_models import UNREADABLE_ERRORS, Image, User, open_embedding, seal_embedding
 from service.domain_errors import Conflict, InvalidInput, TooLarge
 from service.engine import FaceEngine, select_enrolment_face
 from service.recovery import repair_dir
@@ -62,6 +67,8 @@ class _Stored:
     path: str
     size: int
     photo_stored: bool
+    embedding: bytes
+    embedding_dim: int
 
 
 def enrol(
@@ -162,7 +169,8 @@ def _persist(
                 store.write_photo(user_id, user.id, candidate.sha256, candidate.data)
                 if index == 0:
                     crash_point("after_first_publish")
-            _restore_missing_files(store, user_id, user.id, stored, candidates)
+            _restore_damaged_files(store, user_id, user.id, stored, candidates)
+        _restore_unreadable_embeddings(session, store, engine, user.id, stored, candidates)
         crash_point("before_commit")
     except IntegrityError as exc:
         _abandon(session, store, written)
@@ -196,11 +204,15 @@ def _abandon(session: Session, store: ImageStore, written: list[str]) -> None:
 
 def _stored(session: Session, user_pk: int) -> dict[str, _Stored]:
     rows = session.execute(
-        select(Image.sha256, Image.id, Image.path, Image.size, Image.photo_stored).where(
-            Image.user_pk == user_pk
-        )
-    )
-    return {sha: _Stored(image_id, path, size, kept) for sha, image_id, path, size, kept in rows}
+        select(
+            Image.sha256, Image.id, Image.path, Image.size, Image.photo_stored, Image.embedding,
+            Image.embedding_dim,
+        ).where(Image.user_pk == user_pk)
+    )  # fmt: skip
+    return {
+        str(sha): _Stored(int(image_id), str(path), int(size), bool(kept), bytes(blob), int(dim))
+        for sha, image_id, path, size, kept, blob, dim in rows
+    }
 
 
 def _check_quotas(
@@ -223,18 +235,61 @@ def _check_quotas(
         )
 
 
-def _restore_missing_files(
+def _restore_damaged_files(
     store: ImageStore,
     user_id: str,
     user_pk: int,
     stored: dict[str, _Stored],
     candidates: dict[str, _Candidate],
 ) -> None:
-    """A re-sent photo whose row lost its file (e.g. removed by hand) gets its file back."""
+    """A re-sent photo whose row lost its file (removed by hand) or whose file cannot be read
+    (changed, or copied from another row) gets its file back: same bytes, same sha256."""
     for sha, candidate in candidates.items():
         existing = stored.get(sha)
-        if existing is not None and existing.photo_stored and not store.exists(existing.path):
+        if existing is None or not existing.photo_stored:
+            continue
+        if not _photo_readable(store, existing, user_pk, sha):
             store.write_photo(user_id, user_pk, sha, candidate.data)
+
+
+def _photo_readable(store: ImageStore, existing: _Stored, user_pk: int, sha256: str) -> bool:
+    """The row's photo file exists and authenticates as this row's photo."""
+    try:
+        store.read_photo(existing.path, user_pk, sha256)
+    except (FileNotFoundError, DecryptionError):
+        return False
+    return True
+
+
+def _restore_unreadable_embeddings(
+    session: Session,
+    store: ImageStore,
+    engine: FaceEngine,
+    user_pk: int,
+    stored: dict[str, _Stored],
+    candidates: dict[str, _Candidate],
+) -> None:
+    """A re-sent photo whose stored embedding cannot be read (verify leaves such rows out) gets the
+    embedding just computed from the same bytes, so "re-enrol the user" repairs the row in place."""
+    for sha, candidate in candidates.items():
+        existing = stored.get(sha)
+        if existing is None or candidate.embedding is None:
+            continue
+        try:
+            open_embedding(store.keyring, existing.embedding, existing.embedding_dim, user_pk, sha)
+            continue
+        except UNREADABLE_ERRORS:
+            pass
+        x, y, w, h = candidate.box
+        session.execute(
+            update(Image)
+            .where(Image.id == existing.image_id)
+            .values(
+                embedding=seal_embedding(store.keyring, candidate.embedding, user_pk, sha),
+                embedding_dim=int(candidate.embedding.shape[0]), model_version=engine.version,
+                box_x=x, box_y=y, box_w=w, box_h=h, key_id=store.keyring.current_id,
+            )
+        )  # fmt: skip
 
 
 def _row(

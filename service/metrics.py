@@ -65,6 +65,13 @@ ENROLMENT_REJECTIONS = Counter(
 REQUESTS_SHED = Counter(
     "faceverify_requests_shed", "Requests turned away by admission control, by reason.", ["reason"]
 )
+UNREADABLE_EMBEDDINGS = Counter(
+    "faceverify_unreadable_embeddings",
+    "Stored embeddings left out of a verify because they cannot be read, once per verify and row, by "
+    "reason (authentication_failed: tampered or copied from another row; unknown_key; malformed). "
+    "Any increase needs an operator: see `faceverify store check`.",
+    ["reason"],
+)
 INFERENCE_QUEUE_DEPTH = Gauge(
     "faceverify_inference_queue_depth",
     "Requests waiting for or running model inference.",
@@ -94,6 +101,11 @@ def record_liveness(outcome: str) -> None:
 
 def record_enrolment_rejection(reason: str) -> None:
     ENROLMENT_REJECTIONS.labels(reason=reason).inc()
+
+
+def record_unreadable_embedding(reason: str) -> None:
+    """For verify: one call per stored row it had to leave out (`reason` from unreadable_reason)."""
+    UNREADABLE_EMBEDDINGS.labels(reason=reason).inc()
 
 
 def record_shed(reason: str = "overloaded") -> None:

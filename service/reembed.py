@@ -6,6 +6,11 @@ batches (one `embed` call and one commit per batch), so an interrupted run keeps
 a rerun continues where it stopped. The CNN runs outside any lock; each row is then updated by id,
 so a row deleted meanwhile is simply skipped.
 
+It is also the repair for a stored embedding that cannot be read (changed in the database, copied
+from another row): verify leaves such rows out (409 `stored_data_unreadable` when none is left), and
+a plain run re-embeds them too, from their photo, whose own authentication (bound to the row's user
+and sha256) shows it is the row's real photo. A photo that fails too is reported: re-enrol.
+
 Rows enrolled in embeddings-only mode (`FACEVERIFY_STORE_PHOTOS=false`) have no photo to embed
 again: they are reported apart (`embeddings_only`), and those users must re-enrol. That is the
 price of keeping no photos.
@@ -19,8 +24,8 @@ from typing import Any
 from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.crypto import DecryptionError
-from service.db_models import Image, seal_embedding
+from service.crypto import DecryptionError, KeyRing
+from service.db_models import UNREADABLE_ERRORS, Image, open_embedding, seal_embedding
 from service.engine import FaceEngine, select_enrolment_face
 from service.store import ImageStore
 from service.uploads import decode
@@ -31,6 +36,7 @@ class ReembedReport:
     updated: int = 0
     failed: list[tuple[int, str]] = field(default_factory=list)  # (image id, reason)
     embeddings_only: list[int] = field(default_factory=list)  # image ids without a stored photo
+    unreadable: list[int] = field(default_factory=list)  # rows of the served model queued as unreadable
 
 
 @dataclass(frozen=True)
@@ -51,13 +57,18 @@ def reembed(
     batch_size: int = 32,
     max_pixels: int = 40_000_000,
 ) -> ReembedReport:
-    """Re-embed every image whose model version differs from the served one (all with `force`)."""
+    """Re-embed every image whose model version differs from the served one, or whose stored
+    embedding cannot be read (all with `force`)."""
     report = ReembedReport()
     with session_factory() as session:
         query = select(Image.id).order_by(Image.id)
         if not force:
             query = query.where(Image.model_version != engine.version)
         ids = list(session.scalars(query))
+        if not force:
+            report.unreadable = _unreadable_current(session, store.keyring, engine.version)
+            ids = sorted(set(ids) | set(report.unreadable))
+        session.rollback()
     for start in range(0, len(ids), batch_size):
         with session_factory() as session:
             rows = session.execute(
@@ -88,6 +99,23 @@ def reembed(
                 report.updated += int(getattr(result, "rowcount", 0) or 0)
             session.commit()
     return report
+
+
+def _unreadable_current(session: Session, keyring: KeyRing, version: str) -> list[int]:
+    """Ids of the served model's rows whose stored embedding cannot be opened (read in chunks)."""
+    rows = session.execute(
+        select(Image.id, Image.embedding, Image.embedding_dim, Image.user_pk, Image.sha256)
+        .where(Image.model_version == version)
+        .order_by(Image.id)
+        .execution_options(yield_per=500)
+    )
+    bad = []
+    for image_id, blob, dim, user_pk, sha256 in rows:
+        try:
+            open_embedding(keyring, blob, dim, user_pk, sha256)
+        except UNREADABLE_ERRORS:
+            bad.append(int(image_id))
+    return bad
 
 
 def _prepare(

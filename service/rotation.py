@@ -11,16 +11,29 @@ re-sealed in one transaction under the user's lock (so enrolments and deletes ta
 and the old keys are dropped last. A crash at any point leaves every blob sealed under a key that
 is still in the ring; rerunning the command resumes (it does not start another rotation while the
 key file still holds retired keys). Legacy plaintext (data from before encryption) is sealed too.
+
+A blob that cannot be opened (changed in the database or the store, copied from another row) is
+skipped and reported, never re-sealed, and the old keys are then kept in the key file: the command
+exits 1 and a rerun after the repair (`faceverify reembed`, or re-enrolling the user) finishes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.crypto import KeyFile, KeyRing, embedding_aad, key_id_of, new_key_text, parse_key, sealed_key_id
+from service.crypto import (
+    DecryptionError,
+    KeyFile,
+    KeyRing,
+    embedding_aad,
+    key_id_of,
+    new_key_text,
+    parse_key,
+    sealed_key_id,
+)
 from service.db_models import Image, User
 from service.store import ImageStore
 from service.user_lock import lock_user_dir
@@ -33,6 +46,7 @@ class RotationReport:
     files_resealed: int = 0
     embeddings_resealed: int = 0
     retired_keys: tuple[str, ...] = ()
+    unreadable: list[tuple[int, str, str]] = field(default_factory=list)  # (image id, what, reason)
 
 
 def begin_file_rotation(keyring: KeyRing) -> tuple[str, bool]:
@@ -76,22 +90,46 @@ def reseal_all(session_factory: sessionmaker[Session], store: ImageStore, report
                 ).all()
                 current = keyring.current_id
                 for image_id, sha256, path, photo_stored, blob in rows:
-                    if photo_stored and store.exists(path) and store.reseal(path, user_pk, sha256):
-                        report.files_resealed += 1
+                    if photo_stored and store.exists(path):
+                        _reseal_file(store, report, image_id, path, user_pk, sha256)
                     if sealed_key_id(blob) != current:
-                        aad = embedding_aad(user_pk, sha256)
-                        session.execute(
-                            update(Image)
-                            .where(Image.id == image_id)
-                            .values(embedding=keyring.seal(keyring.open(blob, aad), aad), key_id=current)
-                        )
-                        report.embeddings_resealed += 1
+                        _reseal_embedding(session, keyring, report, image_id, blob, user_pk, sha256)
                     else:
                         session.execute(update(Image).where(Image.id == image_id).values(key_id=current))
                 session.commit()
             except BaseException:
                 session.rollback()
                 raise
+
+
+def _reseal_file(
+    store: ImageStore, report: RotationReport, image_id: int, path: str, user_pk: int, sha256: str
+) -> None:
+    """Re-seal one photo file; an unreadable one is reported and left as it is."""
+    try:
+        if store.reseal(path, user_pk, sha256):
+            report.files_resealed += 1
+    except DecryptionError as exc:
+        report.unreadable.append((int(image_id), "photo", exc.reason))
+
+
+def _reseal_embedding(
+    session: Session, keyring: KeyRing, report: RotationReport, image_id: int, blob: bytes,
+    user_pk: int, sha256: str,
+) -> None:  # fmt: skip
+    """Re-seal one embedding under the current key; an unreadable one is reported and left as it is."""
+    aad = embedding_aad(user_pk, sha256)
+    try:
+        plaintext = keyring.open(blob, aad)
+    except DecryptionError as exc:
+        report.unreadable.append((int(image_id), "embedding", exc.reason))
+        return
+    session.execute(
+        update(Image)
+        .where(Image.id == image_id)
+        .values(embedding=keyring.seal(plaintext, aad), key_id=keyring.current_id)
+    )
+    report.embeddings_resealed += 1
 
 
 def rotate(session_factory: sessionmaker[Session], store: ImageStore) -> RotationReport:
@@ -103,5 +141,6 @@ def rotate(session_factory: sessionmaker[Session], store: ImageStore) -> Rotatio
     key_id, resumed = begin_file_rotation(keyring)
     report = RotationReport(key_id, resumed=resumed)
     reseal_all(session_factory, store, report)
-    report.retired_keys = finish_file_rotation(keyring)
+    if not report.unreadable:  # else an old key may be all that could still read them
+        report.retired_keys = finish_file_rotation(keyring)
     return report

@@ -18,8 +18,12 @@ adds no dependency, and a short subclass of its own h11 protocol closes the gap
 (`GuardedH11Protocol`). The body deadlines live in the app (`service.request_guard`), so they hold
 under any server and answer 408 `body_timeout` as JSON instead of a silent close.
 
-Also here: a cap on open connections (those above it are closed at once, so idle connections
-cannot exhaust file descriptors) and RLIMIT_NOFILE raised to its hard limit at start.
+Also here: a cap on open connections, so idle connections cannot exhaust file descriptors, and
+RLIMIT_NOFILE raised to its hard limit at start. At the cap a new connection does not simply get
+closed (that let whoever held `max_connections` idle connections lock out every client and the
+load balancer's health probe: benchmarks/bench_idle_connections.py): the connection that has
+waited longest without sending a complete request head (idle, keep-alive or slow-loris) is closed
+to make room. Only when every connection has a request in flight is the new one refused.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+from collections import OrderedDict
 from typing import Any
 
 import h11
@@ -53,13 +58,16 @@ class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol plus: a deadline for each request head, and a connection cap.
 
     The head deadline runs from the moment the connection opens (or its previous response ends)
-    until the request line and headers are complete; bytes trickling in do not extend it. The
-    class attributes are set by `make_config` from the settings.
+    until the request line and headers are complete; bytes trickling in do not extend it. While
+    that deadline runs the connection is *waiting*; the waiting connections of a server are kept
+    in arrival order, so at the cap the one that has waited longest is closed in O(1) to make
+    room for the new one (module docstring). The class attributes are set by `make_config`.
     """
 
     header_timeout_s: float = 10.0
     max_connections: int = 1000
     _rejected_connections = 0
+    _evicted_connections = 0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -67,29 +75,61 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
+        if len(self.connections) > self.max_connections and not self._evict_longest_waiting():
             cls = type(self)
             cls._rejected_connections += 1
             if cls._rejected_connections % 1000 == 1:  # one line per thousand, not a flood
                 log.warning(
-                    "connection cap %d reached: closing new connections (%d so far)",
-                    self.max_connections, cls._rejected_connections,
+                    "connection cap %d reached with a request in flight on every connection: closing "
+                    "new connections (%d so far)", self.max_connections, cls._rejected_connections,
                 )  # fmt: skip
             transport.abort()
             return
         self._arm_head_timer()
 
+    def _waiting(self) -> OrderedDict[GuardedH11Protocol, None]:
+        """This server's connections waiting for a request head, longest waiting first (kept on the
+        state uvicorn shares between one server's protocol instances)."""
+        state = self.server_state
+        waiting: OrderedDict[GuardedH11Protocol, None] | None = getattr(state, "faceverify_waiting", None)
+        if waiting is None:
+            waiting = OrderedDict()
+            state.faceverify_waiting = waiting  # type: ignore[attr-defined]
+        return waiting
+
+    def _evict_longest_waiting(self) -> bool:
+        """Close the connection that has waited longest for a request head; False if none waits."""
+        waiting = self._waiting()
+        while waiting:
+            victim, _ = waiting.popitem(last=False)
+            if victim.transport.is_closing() or victim.conn.their_state is not h11.IDLE:
+                continue  # gone already, or a (pipelined) request is in flight: never cut that off
+            victim._cancel_head_timer()
+            victim.transport.abort()
+            cls = type(self)
+            cls._evicted_connections += 1
+            if cls._evicted_connections % 1000 == 1:  # one line per thousand, not a flood
+                log.warning(
+                    "connection cap %d reached: closed the connection waiting longest for a request "
+                    "to admit a new one (%d so far)", self.max_connections, cls._evicted_connections,
+                )  # fmt: skip
+            return True
+        return False
+
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()
         self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timeout)
+        self._waiting()[self] = None  # the newest waiter goes last
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        self._waiting().pop(self, None)
 
     def _head_timeout(self) -> None:
         self._head_timer = None
+        self._waiting().pop(self, None)
         if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
             self.transport.abort()
 

@@ -48,7 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     check = store_sub.add_parser(
         "check",
         help="report where the photo store and the database disagree (temp files, files without "
-        "rows, rows without files); --repair fixes it as the service does at start-up",
+        "rows, rows without files) and stored embeddings or photos that cannot be read (tampered, "
+        "copied from another row, unknown key); --repair fixes the former as the service does at "
+        "start-up and never touches the latter",
     )
     _add_common(check)
     check.add_argument("--repair", action="store_true", help="remove/drop what is reported")
@@ -81,6 +83,15 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     )
     if report.retired_keys:
         print(f"retired key(s) {', '.join(report.retired_keys)} removed from {store.keyring.key_file}")
+    if report.unreadable:
+        for image_id, what, reason in report.unreadable:
+            print(f"unreadable: image {image_id}: its stored {what} cannot be read ({reason}); skipped")
+        print(
+            f"{len(report.unreadable)} blob(s) could not be re-sealed, so the old key(s) are kept: repair "
+            "them (`faceverify store check` says how), then run this command again",
+            file=sys.stderr,
+        )
+        return 1
     if store.keyring.key_file is None:
         print(
             "every blob is now sealed with FACEVERIFY_ENCRYPTION_KEY; FACEVERIFY_ENCRYPTION_OLD_KEYS can go"
@@ -93,13 +104,19 @@ def cmd_store_check(args: argparse.Namespace) -> int:
 
     engine, session_factory, store = _open(_settings(args))
     try:
-        report = repair_store(session_factory, store, apply=args.repair)
+        report = repair_store(session_factory, store, apply=args.repair, check_blobs=True)
     finally:
         engine.dispose()
-    for line in report.lines():
+    for line in report.repair_lines():
         print(line if args.repair else f"to repair: {line}")
+    for line in report.unreadable_lines():
+        print(f"unreadable: {line}")
     if report.clean:
-        print("photo store and database agree")
+        print("photo store and database agree; every stored embedding and photo can be read")
         return 0
-    print(f"{'repaired' if args.repair else 'found'} {len(report.lines())} problem(s)", file=sys.stderr)
-    return 0 if args.repair else 1
+    fixable = len(report.repair_lines())
+    if fixable:
+        print(f"{'repaired' if args.repair else 'found'} {fixable} problem(s)", file=sys.stderr)
+    if report.unreadable:
+        print(f"{len(report.unreadable)} stored blob(s) cannot be read (see above)", file=sys.stderr)
+    return 0 if args.repair and not report.unreadable else 1

@@ -9,6 +9,7 @@ challenge over frames) add fields to `VerifyOptions` or reuse `probe_embedding` 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from service import metrics
 from service.api.schemas import LivenessOut
 from service.core.config import Settings
 from service.crypto import KeyRing
-from service.db_models import Image, User, open_embedding
+from service.db_models import UNREADABLE_ERRORS, Image, User, open_embedding, unreadable_reason
 from service.domain_errors import Conflict, InvalidInput, TooLarge
 from service.engine import FaceEngine, select_verify_face
 from service.liveness import judge_burst, read_frames
@@ -36,6 +37,8 @@ from service.verification import (
     decide,
     resolve_request_thresholds,
 )
+
+log = logging.getLogger("faceverify.storage")
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class VerifyResult:
     model_version: str
     locked_for_s: int | None  # set when this failure locked the user
     liveness: LivenessOut | None = None  # set for a burst answering a liveness challenge
+    unreadable_image_ids: tuple[int, ...] = ()  # stored rows left out: they cannot be read
 
     @property
     def verified(self) -> bool:
@@ -82,10 +86,20 @@ class VerifyResult:
 
 @dataclass(frozen=True)
 class EnrolledBank:
-    """The user's stored embeddings of the served model, and the sha256 of their photos."""
+    """The user's readable stored embeddings of the served model, the sha256 of their photos, and
+    the ids of the rows of the served model that were left out because they cannot be read."""
 
     vectors: np.ndarray
     sha256: set[str]
+    unreadable_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class UnreadableRow:
+    """A stored embedding that cannot be used: `reason` from db_models.unreadable_reason."""
+
+    image_id: int
+    reason: str
 
 
 def policy_of(settings: Settings) -> lockout.LockoutPolicy:
@@ -100,27 +114,64 @@ def policy_of(settings: Settings) -> lockout.LockoutPolicy:
 def enrolled_embeddings(
     session: Session, keyring: KeyRing, user: User, model_version: str
 ) -> EnrolledBank:
-    """The user's stored embeddings of `model_version`, decrypted and stacked; 409 when there are none."""
+    """The user's stored embeddings of `model_version`, decrypted and stacked; 409 when there are none.
+
+    A row whose embedding cannot be read (it fails authentication: tampered, or copied from another
+    row; sealed with a key this process lacks; malformed) never votes and never fails the request:
+    it is left out, reported (report_unreadable), and the decision uses the rows that remain. With
+    none left the answer is 409 `stored_data_unreadable`: verifying against nothing is no answer.
+    """
     rows = session.execute(
-        select(Image.embedding, Image.embedding_dim, Image.sha256, Image.model_version).where(
+        select(Image.id, Image.embedding, Image.embedding_dim, Image.sha256, Image.model_version).where(
             Image.user_pk == user.id
         )
     ).all()
-    current = [
-        open_embedding(keyring, blob, dim, user.id, sha)
-        for blob, dim, sha, version in rows
-        if version == model_version
-    ]
+    current: list[np.ndarray] = []
+    unreadable: list[UnreadableRow] = []
+    for image_id, blob, dim, sha, version in rows:
+        if version != model_version:
+            continue
+        try:
+            current.append(open_embedding(keyring, blob, dim, user.id, sha))
+        except UNREADABLE_ERRORS as exc:
+            unreadable.append(UnreadableRow(int(image_id), unreadable_reason(exc)))
+    report_unreadable(user.user_id, unreadable)
+    unreadable_ids = tuple(row.image_id for row in unreadable)
     if current:
-        return EnrolledBank(np.stack(current), {sha for _, _, sha, _ in rows})
+        return EnrolledBank(np.stack(current), {row.sha256 for row in rows}, unreadable_ids)
+    if unreadable:
+        raise Conflict(
+            "stored_data_unreadable",
+            f"none of the {len(unreadable)} stored embedding(s) of user {user.user_id!r} can be read "
+            "(changed in the database, copied from another row, sealed with a key this service does "
+            "not have, or malformed), so there is nothing to verify against. Operator: "
+            "`faceverify store check` lists them; `faceverify reembed` recomputes them from intact "
+            "photos; re-enrolling the user (the same photos repair these rows in place) always works.",
+            audit={"unreadable_images": list(unreadable_ids)},
+        )
     if rows:
-        versions = sorted({version for _, _, _, version in rows})
+        versions = sorted({row.model_version for row in rows})
         raise Conflict(
             "model_version_mismatch",
             f"user {user.user_id!r} has embeddings of model version(s) {versions} only; the service runs "
             f"{model_version!r}. Run `faceverify reembed` to recompute them from the stored images.",
         )
     raise Conflict("no_enrolled_images", f"user {user.user_id!r} has no enrolled images")
+
+
+def report_unreadable(user_id: str, unreadable: list[UnreadableRow]) -> None:
+    """One ERROR line per request (user, image ids, reasons; no traceback, no key material) and one
+    metric increment per row, so an operator is alerted without the log repeating a stack per row."""
+    if not unreadable:
+        return
+    for row in unreadable:
+        metrics.record_unreadable_embedding(row.reason)
+    reasons = sorted({row.reason for row in unreadable})
+    log.error(
+        "stored embedding(s) of user %r cannot be read and were left out of the comparison: image ids "
+        "%s (%s); run `faceverify store check`",
+        user_id, [row.image_id for row in unreadable], ", ".join(reasons),
+    )  # fmt: skip
 
 
 def probe_embedding(engine: FaceEngine, settings: Settings, data: bytes) -> Probe:
@@ -156,7 +207,7 @@ def verify_image(
     locked_for = _count_outcome(session, settings, user_id, decision.verified)
     return VerifyResult(
         user_id, decision, request.thresholds, request.target_far, probe.box, probe.face,
-        probe.faces_found, engine.version, locked_for,
+        probe.faces_found, engine.version, locked_for, unreadable_image_ids=bank.unreadable_ids,
     )  # fmt: skip
 
 
@@ -191,7 +242,7 @@ def verify_burst(
     locked_for = _count_outcome(session, settings, user_id, passed)
     return VerifyResult(
         user_id, judged.decision, request.thresholds, request.target_far, judged.probe_box, None,
-        None, engine.version, locked_for, judged.liveness,
+        None, engine.version, locked_for, judged.liveness, bank.unreadable_ids,
     )  # fmt: skip
 
 

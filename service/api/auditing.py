@@ -50,7 +50,7 @@ class AuditRecorder:
         try:
             yield summary
         except (DomainError, ApiError) as exc:
-            self.record(action, user_id, "rejected", exc.reason, summary)
+            self.record(action, user_id, "rejected", exc.reason, {**summary, **getattr(exc, "audit", {})})
             raise
         outcome = summary.pop("outcome", "ok")
         self.record(action, user_id, outcome, summary.pop("reason", None), summary)

@@ -212,7 +212,10 @@ class Settings(BaseSettings):
     )
     keep_alive_s: int = Field(default=5, ge=1, description="Idle keep-alive connections close after this.")
     max_connections: int = Field(
-        default=1000, ge=1, description="Open connections beyond this are closed at once (fd exhaustion)."
+        default=1000,
+        ge=1,
+        description="Most open connections (fd exhaustion); above it the connection waiting longest "
+        "without a request is closed to admit the new one, or the new one if all are busy.",
     )
     graceful_timeout_s: int = Field(
         default=8,

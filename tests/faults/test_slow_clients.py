@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ from faults_support import InProcessServer, api_headers
 HEAD_TIMEOUT_S = 1.5
 BODY_IDLE_S = 1.5
 MAX_CONNECTIONS = 60
+HOLD_ENTERED = threading.Event()  # /test-hold: its request is in the handler
+HOLD_RELEASE = threading.Event()  # /test-hold: let it answer
 
 
 class _Records(logging.Handler):
@@ -47,7 +50,13 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, face_
     def boom() -> None:
         raise RuntimeError("deliberate test failure")
 
+    def hold() -> dict[str, bool]:
+        """A request that stays in flight until the test lets it finish."""
+        HOLD_ENTERED.set()
+        return {"released": HOLD_RELEASE.wait(30)}
+
     srv.app.add_api_route("/test-boom", boom)
+    srv.app.add_api_route("/test-hold", hold)
     with srv:
         yield srv
 
@@ -194,3 +203,57 @@ def test_connections_above_the_cap_are_closed_at_once(server: Any) -> None:
     with _connect(server) as probe:
         probe.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n" + _headers_text({}) + b"\r\n")
         assert _read_response(probe)[0] == 200
+
+
+def _state(sock: socket.socket) -> str:
+    """'open', or 'closed' if the server has closed it (EOF or reset); never blocks."""
+    sock.setblocking(False)
+    try:
+        return "closed" if sock.recv(1) == b"" else "data"
+    except BlockingIOError:
+        return "open"
+    except ConnectionError:
+        return "closed"
+    finally:
+        sock.setblocking(True)
+
+
+def test_at_the_cap_a_new_client_is_served_and_the_longest_waiting_idle_connection_makes_room(
+    server: Any,
+) -> None:
+    """Issue 8 (~20,000 idle connections): at the cap, new connections used to be closed at once,
+    so whoever held MAX_CONNECTIONS idle connections locked every client and health probe out.
+    Now the connection that has waited longest without a request gives way; a connection with a
+    request in flight never does."""
+    HOLD_ENTERED.clear()
+    HOLD_RELEASE.clear()
+    connections = server.server.server_state.connections
+    deadline = time.monotonic() + 10
+    while connections and time.monotonic() < deadline:  # earlier tests' connections are gone
+        time.sleep(0.05)
+    assert not connections
+    busy = _connect(server)  # the oldest connection of all, with a request in flight
+    idle: list[socket.socket] = []
+    try:
+        busy.sendall(b"GET /test-hold HTTP/1.1\r\nHost: t\r\n" + _headers_text({}) + b"\r\n")
+        assert HOLD_ENTERED.wait(10)
+        started = time.monotonic()
+        idle = [_connect(server) for _ in range(MAX_CONNECTIONS)]  # one more than the cap has room for
+        time.sleep(0.3)
+        with _connect(server) as probe:  # and a new client on top
+            probe.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n" + _headers_text({}) + b"\r\n")
+            assert _read_response(probe)[0] == 200
+        time.sleep(0.3)
+        states = [_state(sock) for sock in idle]
+        # checked before any head deadline could have fired: only the cap closed these
+        assert time.monotonic() - started < HEAD_TIMEOUT_S
+        assert states[:2] == ["closed", "closed"], states  # the two that had waited longest
+        assert states[2:] == ["open"] * (MAX_CONNECTIONS - 2), states
+        HOLD_RELEASE.set()
+        status, _, body = _read_response(busy)  # the request in flight was never cut off
+        assert status == 200 and b'"released":true' in body
+    finally:
+        HOLD_RELEASE.set()
+        busy.close()
+        for sock in idle:
+            sock.close()

@@ -6,6 +6,7 @@
 * `backend`: every API test runs twice, against SQLite in a temp dir and against a throwaway
   PostgreSQL database created for this session on 127.0.0.1:5432 (dropped at the end).
 * `client`: the app over HTTP, sending the admin API key created at start-up by default.
+* `live_app`: the same app behind a real loopback socket (uvicorn in a thread), for concurrency.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -181,3 +184,58 @@ def client(settings, face_engine):
     with TestClient(app, raise_server_exceptions=False) as test_client:
         test_client.headers["X-API-Key"] = settings.admin_key_file.read_text().strip()
         yield test_client
+
+
+@dataclass
+class LiveApp:
+    """The app behind a real socket: its URL, the admin key's headers, and the app (for its state)."""
+
+    url: str
+    headers: dict[str, str]
+    app: Any
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free loopback port in a daemon thread; yields its URL.
+
+    Why a thread and not TestClient: tests of concurrent requests need real connections and the
+    server's own scheduling (each sync route in the thread pool), exactly as `faceverify serve`.
+    The process's logging is left alone (log_config=None), so caplog still sees the app's records.
+    """
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, log_level="warning")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the app's server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def live_app(settings, face_engine) -> Iterator[LiveApp]:
+    """`create_app` on a real loopback socket (SQLite and PostgreSQL, like `client`), with the admin
+    key the app created at start-up."""
+    from service.main import create_app
+
+    app = create_app(settings, face_engine=face_engine)
+    with serve_in_thread(app) as url:
+        headers = {"X-API-Key": settings.admin_key_file.read_text().strip()}
+        yield LiveApp(url, headers, app)

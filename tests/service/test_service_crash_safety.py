@@ -188,7 +188,9 @@ def test_enrolments_racing_deletes_of_the_same_user_across_two_processes(
     deployment: Deployment, services: list[LiveService]
 ) -> None:
     """Issue 8: ~5% of enrols answered 500 when racing a DELETE, some acknowledged ids that were never
-    stored, and one id was given to two photos. Enrols go to one process, deletes to the other."""
+    stored, and one id was given to two photos. Enrols go to one process, deletes to the other.
+    Free-running, this rarely hits the window the per-user lock closes (it passes without the lock);
+    test_service_enrol_delete_race.py holds both requests at the exact points and fails without it."""
     first = start_service(deployment.tmp, deployment.env, "racer-a")
     second = start_service(deployment.tmp, deployment.env, "racer-b")
     services += [first, second]

@@ -147,7 +147,8 @@ def test_a_row_swapped_onto_another_user_does_not_decrypt(client) -> None:
         session.commit()
     photo = lfw_bytes("Tony_Blair", 2)
     response = verify(client, "blair", photo)
-    assert response.status_code == 500  # authentication failure, never a verify against Bush's face
+    # Authentication fails: never a verify against Bush's face (test_service_stored_integrity.py).
+    assert response.status_code == 409 and response.json()["reason"] == "stored_data_unreadable"
     with pytest.raises(DecryptionError):
         _rows(client)[1].vector(client.app.state.keyring)
 

@@ -45,7 +45,9 @@ def quality_out(face: object) -> QualityOut | None:
         404: {"model": ErrorOut, "description": "Unknown user_id (unknown_user) or challenge_id."},
         409: {
             "model": ErrorOut,
-            "description": "No embeddings of the served model (run reembed); challenge used or expired.",
+            "description": "No embeddings of the served model (model_version_mismatch: run reembed); "
+            "none of the user's stored embeddings can be read (stored_data_unreadable); challenge "
+            "used or expired.",
         },
         413: {"model": ErrorOut, "description": "Image(s) over the byte, pixel or frame-count limit."},
         422: {"model": ErrorOut, "description": "No face, not an image, empty, invalid field or threshold."},
@@ -129,6 +131,8 @@ def verify(
             model_version=result.model_version, locked_for_s=result.locked_for_s,
             liveness=None if result.liveness is None else result.liveness.passed,
         )  # fmt: skip
+        if result.unreadable_image_ids:  # left out of the comparison (logged and counted too)
+            summary["unreadable_images"] = list(result.unreadable_image_ids)
     point = metrics.operating_point(engine.card, result.thresholds.detection, result.thresholds.verification)
     metrics.record_verify(result.verified, point, decision.best_similarity)
     show = settings.expose_scores or "admin" in principal.scopes
