@@ -13,7 +13,7 @@ import tensorflow as tf
 from faceverify.sface import SFACE_FILE, SFACE_SHA256
 from service.verification import decide, resolve_request_thresholds
 from tests.training.conftest import LFW_IMAGES, need_lfw
-from training.build_model import FUSED_HEAD, FUSED_RELEASE_VERSION, export_release
+from training.build_model import FUSED_HEAD, FUSED_RELEASE_VERSION, export_release, record_mirror
 from training.calibration import FAR_LEVELS
 
 
@@ -28,6 +28,11 @@ def test_fused_card_carries_inputs_operating_points_and_provenance(fused_release
     card = json.loads((fused_release / "model_card.json").read_text())
     assert [i["name"] for i in card["inputs"]] == ["chips", "chips_sface"]
     assert [i["alignment"] for i in card["inputs"]] == ["dlib150", "arcface112"]
+    record = json.loads(FUSED_HEAD.read_text())
+    assert {i["name"]: i["mirror"] for i in card["inputs"]} == {
+        "chips": record_mirror(record)["dlib"],
+        "chips_sface": record_mirror(record)["sface"],
+    }
     assert card["embedding_dim"] == 256 and card["version"] == FUSED_RELEASE_VERSION
     assert [p["far"] for p in card["operating_points"]] == list(FAR_LEVELS)
     assert card["default_far"] in FAR_LEVELS and card["loosest_far"] == max(FAR_LEVELS)
