@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from service.core.config import Settings
-from service.core.db import create_db_engine
+from service.core.db import create_db_engine, migration_transaction
 from service.db_models import Base
 from service.security import models as _security_models  # noqa: F401  (its tables join Base.metadata)
 
@@ -36,7 +36,7 @@ def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url") or Settings().sqlalchemy_url
     engine = create_db_engine(url, bounded=False)  # migrations: no statement deadline
     try:
-        with engine.begin() as conn:
+        with engine.connect() as conn, migration_transaction(conn):  # on SQLite: atomic, FKs off
             _run(conn)
     finally:
         engine.dispose()

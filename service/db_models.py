@@ -39,6 +39,14 @@ NAMING_CONVENTION = {
 }
 
 
+# Every table with a surrogate integer key takes this: an id, once handed out, names that row for
+# ever. SQLite's plain INTEGER PRIMARY KEY gives max(rowid) + 1, so deleting the newest row freed
+# its id (a retried DELETE of image 7 then removed the next photo enrolled); AUTOINCREMENT never
+# hands an id out twice, like PostgreSQL's sequences (this option changes nothing there). Migration
+# 0005 rebuilt the existing SQLite tables with it.
+NEVER_REUSE_IDS: dict[str, bool] = {"sqlite_autoincrement": True}
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -74,6 +82,7 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -96,6 +105,7 @@ class Image(Base):
     __table_args__ = (
         UniqueConstraint("user_pk", "sha256", name="uq_images_user_sha256"),
         Index("ix_images_user_pk_model_version", "user_pk", "model_version"),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -165,6 +175,7 @@ def embedding_from_bytes(blob: bytes, dim: int) -> np.ndarray:
 
 
 __all__ = [
+    "NEVER_REUSE_IDS",
     "UNREADABLE_ERRORS",
     "Base",
     "Image",

@@ -14,11 +14,12 @@ import datetime as dt
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db_models import Base, UTCDateTime, utcnow
+from service.db_models import NEVER_REUSE_IDS, Base, UTCDateTime, utcnow
 
 
 class LivenessChallenge(Base):
     __tablename__ = "liveness_challenges"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     challenge_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -32,7 +33,7 @@ class LivenessChallenge(Base):
 
 class LivenessBurstHash(Base):
     __tablename__ = "liveness_burst_hashes"
-    __table_args__ = (Index("ix_liveness_burst_hashes_user_pk", "user_pk"),)
+    __table_args__ = (Index("ix_liveness_burst_hashes_user_pk", "user_pk"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_pk: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))

@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -164,6 +164,40 @@ def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def migration_transaction(connection: Connection) -> Iterator[None]:
+    """The one transaction a schema upgrade runs in; on SQLite atomic and without foreign-key
+    enforcement (migration 0005 refuses to run otherwise).
+
+    Why, on SQLite: (1) pysqlite opens a transaction only before INSERT/UPDATE/DELETE, so the
+    CREATE TABLE of a table rebuild would commit on its own, and an upgrade failing half-way would
+    leave a stray table behind that breaks every later start; an explicit BEGIN makes the whole
+    upgrade one transaction (SQLite's DDL is transactional). It is a deferred BEGIN: an upgrade
+    with nothing to do only reads, and never waits for the write lock of a running service.
+    (2) A rebuild drops the old table, and with enforcement on, dropping `users` first deletes its
+    rows with their ON DELETE CASCADE: every image would go. The pragma is a no-op inside a
+    transaction, so it is set before BEGIN and restored after the commit or rollback; a connection
+    where that fails is discarded, never handed back to the pool with enforcement off.
+    """
+    if connection.dialect.name != "sqlite":
+        with connection.begin():
+            yield
+        return
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+    try:
+        with connection.begin():
+            connection.exec_driver_sql("BEGIN")  # pysqlite then adds no BEGIN of its own
+            yield
+    finally:
+        try:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+        except BaseException:
+            connection.invalidate()
+            raise
+
+
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the schema to the newest revision; idempotent and serialised across processes."""
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
@@ -174,7 +208,7 @@ def upgrade_to_head(engine: Engine) -> None:
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
         return
-    with _sqlite_file_lock(engine), engine.begin() as connection:
+    with _sqlite_file_lock(engine), engine.connect() as connection, migration_transaction(connection):
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 

@@ -11,7 +11,7 @@ import datetime as dt
 from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db_models import Base, UTCDateTime, utcnow
+from service.db_models import NEVER_REUSE_IDS, Base, UTCDateTime, utcnow
 
 
 class ApiKey(Base):
@@ -22,6 +22,7 @@ class ApiKey(Base):
     """
 
     __tablename__ = "api_keys"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
