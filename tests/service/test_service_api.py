@@ -386,7 +386,8 @@ def test_concurrent_verifies_agree(client, settings) -> None:
             assert response.json()["reason"] == "overloaded" and "retry-after" in response.headers
             time.sleep(0.1)
         body = response.json()
-        results[i] = body["best_similarity"] if response.status_code == 200 else f"{response.status_code} {body}"
+        ok = response.status_code == 200
+        results[i] = body["best_similarity"] if ok else f"{response.status_code} {body}"
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(probes))]
     for thread in threads:
