@@ -268,7 +268,7 @@ on_exit() {
             log "nothing of project $PROJECT left (containers, networks, volumes)"
         fi
     fi
-    if "$DOCKER" info >/dev/null 2>&1; then
+    if [[ $MODE != clean ]] && "$DOCKER" info >/dev/null 2>&1; then
         log "docker disk use: $(docker_disk) (images kept as build cache; bash docker/smoke.sh --clean removes them)"
     fi
     stop_dockerd
