@@ -125,7 +125,7 @@ stop_dockerd() {  # only the dockerd this run started (and with it the container
         return 0
     fi
     restore_host_network
-    log "dockerd (pid $DOCKERD_PID) stopped; docker0, docker's iptables rules and chains removed," \
+    log "dockerd (pid $DOCKERD_PID) stopped; docker0, its netns mount, docker's iptables rules and chains removed," \
         "FORWARD policy ${HOST_FORWARD_POLICY:-ACCEPT} and ip_forward=$HOST_IP_FORWARD restored"
 }
 
@@ -133,6 +133,11 @@ HOST_IP_FORWARD=""
 HOST_FORWARD_POLICY=""
 restore_host_network() {  # undo what the dockerd this run started did to the host's network (it leaves it)
     ip link delete docker0 2>/dev/null || true
+    local ns
+    for ns in /run/docker/netns/*; do  # dockerd's own network namespace stays bind-mounted
+        [[ -e $ns ]] && { umount "$ns" 2>/dev/null || true; }
+    done
+    rm -rf /run/docker 2>/dev/null || true
     if command -v iptables-save >/dev/null; then
         local table rule chain
         for table in filter nat; do
