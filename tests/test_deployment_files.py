@@ -331,6 +331,23 @@ def test_compose_services_and_their_references_exist(compose: dict) -> None:
     assert declared_volumes == {"pgdata", "images"}
 
 
+def test_compose_leaves_no_anonymous_volume(
+    compose: dict, dockerfile: tuple[dict[str, str], list[Stage]]
+) -> None:
+    """Every VOLUME of the image has a mount in each service that runs it: else each container gets a fresh
+    anonymous volume, and `docker compose down` (without -v) + `up` leaves the old ones behind (found by
+    docker/smoke.sh: the one-shot migrate service, which needs no /data, leaked one per `up`)."""
+    _, stages = dockerfile
+    image_volumes = {path for i in stages[-1].all("VOLUME") for path in exec_form(i.args)}
+    assert image_volumes == {"/data"}
+    for name, service in compose["services"].items():
+        if not service.get("build"):
+            continue
+        mounted = {mount.split(":")[1] for mount in service.get("volumes") or []}
+        mounted |= {mount.split(":")[0] for mount in service.get("tmpfs") or []}
+        assert image_volumes <= mounted, f"{name}: nothing mounted at {sorted(image_volumes - mounted)}"
+
+
 def test_compose_postgres_is_healthchecked_and_persistent(compose: dict) -> None:
     db = compose["services"]["db"]
     assert db["image"].startswith("postgres:15")
