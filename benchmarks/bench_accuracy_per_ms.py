@@ -177,6 +177,9 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true", help="reuse the timings in --json")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--per-round", type=int, default=10)
+    parser.add_argument(
+        "--tf-threads", default="", help="INTRA,INTER TensorFlow pools for the timings (default: TF's own)"
+    )
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "accuracy_per_ms.json")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
@@ -187,6 +190,13 @@ def main() -> None:
         results["accuracy"] = accuracy(args.view2, progress=not args.quiet)
         results["accuracy_date"] = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     if not args.skip_speed:
+        if args.tf_threads:
+            import tensorflow as tf
+
+            intra, inter = (int(n) for n in args.tf_threads.split(","))
+            tf.config.threading.set_intra_op_parallelism_threads(intra)
+            tf.config.threading.set_inter_op_parallelism_threads(inter)
+        results["speed_threads"] = args.tf_threads or "TensorFlow default"
         results["speed_machine"] = machine_line() + " (at start)"
         results["speed"] = speed(results.get("accuracy", {}), args.rounds, args.per_round)
         results["speed_machine_end"] = machine_line() + " (at end)"
@@ -201,6 +211,7 @@ def main() -> None:
         "holding that FAR",
         f"speed: {results.get('speed_date', '-')}; one 640x480 frame with one face, decode -> YuNet -> "
         "landmarks -> chips -> served embed, median ms; ratio to the first row, same run",
+        f"  TF threads (intra,inter): {results.get('speed_threads', '-')}",
         f"  {results.get('speed_machine', '-')}",
         f"  {results.get('speed_machine_end', '-')}",
         "",

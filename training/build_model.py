@@ -192,7 +192,7 @@ def export_release(
 
 FUSED_HEAD = Path(__file__).resolve().parent / "release" / "fused_head.json"
 FUSED_FORMAT = "faceverify-fused-head-1"
-FUSED_RELEASE_VERSION = "2026.12.0"
+FUSED_RELEASE_VERSION = "2026.12.1"
 DET_PLOT = "docs/det_release.png"
 
 

@@ -26,7 +26,7 @@ enforcement on it refuses to run.
 
 Revision ID: 0005_ids_never_reused
 Revises: 0004_liveness
-Create Date: 2026-12-08
+Create Date: 2026-12-04
 """
 
 from __future__ import annotations
