@@ -124,8 +124,9 @@ def test_enrol_on_one_replica_verify_and_delete_on_the_other(
         headers=b.headers,
         timeout=120,
     )
-    assert stranger.status_code in (200, 422), stranger.text
-    assert stranger.status_code == 422 or stranger.json()["verified"] is False
+    # frame_0249: the audience (several faces; verify takes the largest): answered, and refused.
+    assert stranger.status_code == 200, stranger.text
+    assert stranger.json()["verified"] is False and stranger.json()["faces_found"] >= 1, stranger.text
 
     # What A wrote, B lists (same image ids).
     listed = httpx.get(f"{b.url}/users/performer", headers=b.headers, timeout=30)
