@@ -8,12 +8,9 @@ import copy
 import re
 from pathlib import Path
 
+import kubernetes_validate  # the project's test extra (pip install -e '.[test]'), as is PyYAML
 import pytest
-
-yaml = pytest.importorskip("yaml", reason="PyYAML is in the project's test extra: pip install -e '.[test]'")
-kubernetes_validate = pytest.importorskip(
-    "kubernetes_validate", reason="kubernetes-validate is in the test extra: pip install -e '.[test]'"
-)
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "deploy" / "k8s"

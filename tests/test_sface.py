@@ -27,7 +27,7 @@ LFW = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "lfw" / "
 
 def _fixed_chips() -> np.ndarray:
     """112x112 RGB chips: the four committed dlib chips resized, plus two arcface112 chips cut by
-    OpenCV's YuNet + alignCrop from LFW when the data is there."""
+    OpenCV's YuNet + alignCrop from LFW (CI has the data: both must be there)."""
     chips = []
     for f in sorted(DATA.glob("dlib_chip_*.png")):
         rgb = cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)
@@ -36,13 +36,13 @@ def _fixed_chips() -> np.ndarray:
     recognizer = cv2.FaceRecognizerSF.create(str(sface_onnx_path()), "")
     for name in ("Colin_Powell/Colin_Powell_0001.jpg", "Serena_Williams/Serena_Williams_0003.jpg"):
         path = LFW / name
-        if not path.is_file() or not yunet.is_file():
-            continue
+        assert path.is_file() and yunet.is_file(), (path, yunet)
         bgr = cv2.imread(str(path))
         det = cv2.FaceDetectorYN.create(str(yunet), "", (bgr.shape[1], bgr.shape[0]))
         _, faces = det.detect(bgr)
-        if faces is not None:
-            chips.append(cv2.cvtColor(recognizer.alignCrop(bgr, faces[0]), cv2.COLOR_BGR2RGB))
+        assert faces is not None, f"OpenCV's YuNet found no face in {path}"
+        chips.append(cv2.cvtColor(recognizer.alignCrop(bgr, faces[0]), cv2.COLOR_BGR2RGB))
+    assert len(chips) == 6, len(chips)  # 4 dlib chips + 2 alignCrop chips
     return np.stack(chips)
 
 

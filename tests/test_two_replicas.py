@@ -31,11 +31,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
     """A throwaway database on the machine's PostgreSQL, dropped at the end whatever happens."""
-    psycopg = pytest.importorskip("psycopg")
+    import psycopg
+
     try:
         admin = psycopg.connect(PG_ADMIN, autocommit=True)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}".splitlines()[0])
+        pytest.fail(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}".splitlines()[0])
     name = f"faceverify_test_{secrets.token_hex(6)}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -50,7 +51,7 @@ def replicas(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[LiveService, LiveService, Path]]:
     if not FRAMES.is_dir():
-        pytest.skip(f"real frames not found at {FRAMES} (../shared/data relative to the repo)")
+        pytest.fail(f"real frames not found at {FRAMES} (../shared/data relative to the repo)")
     tmp = tmp_path_factory.mktemp("replicas")
     data_dir = tmp / "shared-data"
     env = {
@@ -123,8 +124,9 @@ def test_enrol_on_one_replica_verify_and_delete_on_the_other(
         headers=b.headers,
         timeout=120,
     )
-    assert stranger.status_code in (200, 422), stranger.text
-    assert stranger.status_code == 422 or stranger.json()["verified"] is False
+    # frame_0249: the audience (several faces; verify takes the largest): answered, and refused.
+    assert stranger.status_code == 200, stranger.text
+    assert stranger.json()["verified"] is False and stranger.json()["faces_found"] >= 1, stranger.text
 
     # What A wrote, B lists (same image ids).
     listed = httpx.get(f"{b.url}/users/performer", headers=b.headers, timeout=30)
@@ -197,7 +199,7 @@ def test_failed_verifies_through_both_replicas_lock_the_user_on_both(
 
     stranger_photo = LFW / "George_W_Bush" / "George_W_Bush_0001.jpg"
     if not stranger_photo.is_file():
-        pytest.skip(f"LFW not found at {LFW}")
+        pytest.fail(f"LFW not found at {LFW}")
     a, b, _ = replicas
     enrolled = httpx.post(
         f"{a.url}/enroll",

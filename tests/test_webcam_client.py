@@ -410,7 +410,7 @@ def test_faceverify_cli_exposes_the_webcam_modes() -> None:
 @pytest.fixture(scope="module")
 def live_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
     if not FRAMES.is_dir():
-        pytest.skip(f"real frames not found at {FRAMES} (../shared/data relative to the repo)")
+        pytest.fail(f"real frames not found at {FRAMES} (../shared/data relative to the repo)")
     tmp = tmp_path_factory.mktemp("live")
     service = start_service(
         tmp,

@@ -165,7 +165,7 @@ def live(tmp_path_factory: pytest.TempPathFactory):
     from live_server import release_model_dir, start_service, stop_service, wait_ready
 
     if not FRAMES.is_dir() or not LFW.is_dir():
-        pytest.skip(f"shared data not found at {FRAMES.parents[2]} (../shared/data relative to the repo)")
+        pytest.fail(f"shared data not found at {FRAMES.parents[2]} (../shared/data relative to the repo)")
     tmp = tmp_path_factory.mktemp("live_liveness")
     service = start_service(
         tmp,

@@ -66,7 +66,7 @@ def _faults_admin_key() -> Iterator[None]:
 def lfw_bytes(person: str, number: int) -> bytes:
     path = LFW / person / f"{person}_{number:04d}.jpg"
     if not path.is_file():
-        pytest.skip(f"LFW data not found at {LFW} (expected ../shared/data relative to the repo)")
+        pytest.fail(f"LFW data not found at {LFW} (expected ../shared/data relative to the repo)")
     return path.read_bytes()
 
 
@@ -137,11 +137,11 @@ class PrivatePostgres:
     def __init__(self, root: Path):
         bindir = _pg_bin()
         if bindir is None or shutil.which("runuser") is None:
-            pytest.skip("PostgreSQL server binaries (initdb) or runuser not installed")
+            pytest.fail("PostgreSQL server binaries (initdb) or runuser not installed")
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            pytest.skip("no `postgres` OS user to run a private PostgreSQL as")
+            pytest.fail("no `postgres` OS user to run a private PostgreSQL as")
         self.bin = bindir
         self.root = root
         self.data = root / "pgdata"

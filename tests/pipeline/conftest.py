@@ -14,4 +14,4 @@ def pipeline():  # type: ignore[no-untyped-def]
 @pytest.fixture(autouse=True)
 def _needs_lfw(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("lfw") and not (LFW / "images").is_dir():
-        pytest.skip(f"LFW not found at {LFW} (expected ../shared/data next to the repo)")
+        pytest.fail(f"LFW not found at {LFW} (expected ../shared/data next to the repo)")

@@ -66,7 +66,7 @@ def test_arcface_chip_matches_opencv_alignCrop(pipeline, name: str) -> None:  # 
         )
     )
     if not sface.is_file():
-        pytest.skip(f"SFace weights not found at {sface}")
+        pytest.fail(f"SFace weights not found at {sface}")
     rec = cv2.FaceRecognizerSF.create(str(sface), "")
     rgb = lfw_rgb(name)
     face = pipeline.faces(rgb)[0]
@@ -180,7 +180,7 @@ def test_video_frames_performer_is_found(pipeline) -> None:  # type: ignore[no-u
     from lfw_sets import FRAMES
 
     if not FRAMES.is_dir():
-        pytest.skip(f"frames not found at {FRAMES}")
+        pytest.fail(f"frames not found at {FRAMES}")
     for idx in (120, 170, 180, 200):
         bgr = cv2.imread(str(FRAMES / f"frame_{idx:04d}.jpg"))
         faces = pipeline.faces(np.ascontiguousarray(bgr[:, :, ::-1]))

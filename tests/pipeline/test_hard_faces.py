@@ -46,8 +46,7 @@ def _error(landmarks: np.ndarray, name: str) -> float:
 
 @pytest.mark.parametrize("name", OFFSET + MISSED)
 def test_hard_face_is_found_and_aligned_like_dlib(pipeline, name: str) -> None:  # type: ignore[no-untyped-def]
-    if name not in HARD:
-        pytest.skip(f"{name} not in the fixture")
+    assert name in HARD, f"{name} not in the fixture {DATA / 'dlib_lfw_hard_5pt.json'}"
     face = select_verify_face(pipeline.faces(lfw_rgb(name))).face
     assert face is not None
     # The Haar v1 pipeline was > 0.5 off on the offset ones (eyebrows) and found nothing on the

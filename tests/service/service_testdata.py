@@ -17,10 +17,10 @@ LFW_IMAGES = DATA_ROOT / "lfw" / "images"
 
 
 def lfw_photo(person: str, number: int) -> Path:
-    """Path of an LFW photo; skips the test when the shared data set is not present."""
+    """Path of an LFW photo; fails the test when the shared data set is not present (CI has it)."""
     path = LFW_IMAGES / person / f"{person}_{number:04d}.jpg"
     if not path.is_file():
-        pytest.skip(f"LFW data not found at {LFW_IMAGES} (expected ../shared/data relative to the repo)")
+        pytest.fail(f"LFW data not found at {LFW_IMAGES} (expected ../shared/data relative to the repo)")
     return path
 
 

@@ -51,14 +51,23 @@ def test_five_failures_lock_the_user_until_unlocked(client) -> None:
 
 
 def test_failures_outside_the_window_do_not_add_up(client) -> None:
-    client.post("/enroll", data={"user_id": "bush"}, files=[("images", ("a.jpg", BUSH, "image/jpeg"))])
+    enrolled = client.post(
+        "/enroll", data={"user_id": "bush"}, files=[("images", ("a.jpg", BUSH, "image/jpeg"))]
+    )
+    assert enrolled.status_code == 201, enrolled.text
     for _ in range(4):
-        verify(client, BLAIR)
+        assert verify(client, BLAIR).json()["verified"] is False
     with client.app.state.session_factory() as session:  # the first four happened 4 minutes ago
+        # They were counted (else this test would pass on a lockout that counts nothing) ...
+        row = session.get(VerifyLockout, "bush")
+        assert row is not None and row.failures == 4, row
         old = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=4)
         session.execute(update(VerifyLockout).values(window_start=old))
         session.commit()
-    verify(client, BLAIR)
+    assert verify(client, BLAIR).json()["verified"] is False
+    with client.app.state.session_factory() as session:  # ... and the fifth one opened a new window
+        row = session.get(VerifyLockout, "bush")
+        assert row is not None and row.failures == 1
     assert verify(client, BUSH).status_code == 200  # 1 failure in the window, not 5
 
 

@@ -22,15 +22,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def release_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An existing release model (FACEVERIFY_RELEASE_MODEL_DIR or models/release), else one exported
     now by training.build_model.export_release (dlib's weights + the committed release head)."""
-    for candidate in (os.environ.get("FACEVERIFY_RELEASE_MODEL_DIR"), REPO_ROOT / "models" / "release"):
+    for candidate in (
+        os.environ.get("FACEVERIFY_RELEASE_MODEL_DIR"),
+        os.environ.get("FACEVERIFY_TEST_MODEL_DIR"),  # as tests/live_server.py
+        REPO_ROOT / "models" / "release",
+    ):
         if candidate and (Path(candidate) / "saved_model.pb").is_file():
             return Path(candidate)
-    try:
-        from training.build_model import RELEASE_HEAD, export_release
-    except ImportError as exc:
-        pytest.skip(f"training.build_model.export_release is not available: {exc}")
-    if not RELEASE_HEAD.is_file():
-        pytest.skip(f"no release model: models/release is absent and {RELEASE_HEAD} is not committed yet")
+    from training.build_model import RELEASE_HEAD, export_release
+
+    assert RELEASE_HEAD.is_file(), f"models/release is absent and {RELEASE_HEAD} is not committed"
     return export_release(out=tmp_path_factory.mktemp("release") / "release")
 
 

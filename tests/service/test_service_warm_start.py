@@ -68,7 +68,11 @@ def test_warm_up_can_be_switched_off(settings, face_engine) -> None:
 
 
 def _release_model_dir(tmp_path: Path) -> Path:
-    for candidate in (os.environ.get("FACEVERIFY_RELEASE_MODEL_DIR"), REPO_ROOT / "models" / "release"):
+    for candidate in (
+        os.environ.get("FACEVERIFY_RELEASE_MODEL_DIR"),
+        os.environ.get("FACEVERIFY_TEST_MODEL_DIR"),  # as tests/live_server.py
+        REPO_ROOT / "models" / "release",
+    ):
         if candidate and (Path(candidate) / "saved_model.pb").is_file():
             return Path(candidate)
     from training.build_model import export_release
@@ -83,7 +87,7 @@ def test_first_verify_after_ready_is_not_much_slower_than_the_next(tmp_path: Pat
     times. Without the warm-up the first verify took ~15x the median of the next ones here (2.5 s vs
     0.17 s, benchmarks/results/warm_start.txt); with it, about the same."""
     if not LFW.is_dir():
-        pytest.skip(f"LFW data not found at {LFW}")
+        pytest.fail(f"LFW data not found at {LFW}")
     model_dir = _release_model_dir(tmp_path)
     done = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_warm_start.py"), "--json", "--mode", "warm",

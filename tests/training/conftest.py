@@ -41,7 +41,7 @@ Andy_Roddick\t1\tAli_Naimi\t3
 
 def need_lfw() -> None:
     if not LFW_IMAGES.is_dir():
-        pytest.skip(f"LFW not found at {LFW_IMAGES} (expected ../shared/data/lfw relative to the repo)")
+        pytest.fail(f"LFW not found at {LFW_IMAGES} (expected ../shared/data/lfw relative to the repo)")
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import pytest
 
 from service.verification import Thresholds, decide
 from training.calibration import (
+    KS,
     collect_trials,
     operating_points,
     rule_statistic,
@@ -56,7 +57,9 @@ def test_operating_points_hold_their_far_for_every_k_and_rank_strictness() -> No
     assert thresholds == sorted(thresholds)  # stricter FAR -> higher threshold
     frrs = [p["frr"] for p in points]
     assert frrs == sorted(frrs)
+    assert len(points) == 3
     for p in points:
+        assert set(p["far_measured_by_k"]) == set(p["frr_by_k"]) == {str(k) for k in KS}  # every k
         for k, far in p["far_measured_by_k"].items():
             assert far <= p["far"], (k, far)
         assert p["frr"] == max(p["frr_by_k"].values())

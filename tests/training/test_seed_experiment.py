@@ -25,7 +25,7 @@ from training.seed_experiment import (
 
 def need_frames() -> None:
     if not FRAMES_DIR.is_dir():
-        pytest.skip(f"clip frames not found at {FRAMES_DIR} (expected ../shared/data/frames/...)")
+        pytest.fail(f"clip frames not found at {FRAMES_DIR} (expected ../shared/data/frames/...)")
 
 
 def test_track_faces_keeps_the_track_and_drops_off_track_detections() -> None:

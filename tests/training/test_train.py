@@ -171,7 +171,10 @@ def test_cli_help_explains_every_option() -> None:
     parser = argparse.ArgumentParser(prog="faceverify")
     sub = parser.add_subparsers()
     register(sub)
+    # Every command training registers (else the loop below checks nothing) ...
+    assert set(sub.choices) == {"train-seed", "compare-towers", "fuse", "train", "export", "evaluate"}
     for name, action_parser in sub.choices.items():
-        for action in action_parser._actions:
-            if action.dest != "help":
-                assert action.help, f"faceverify {name} {action.dest} has no help"
+        options = [action for action in action_parser._actions if action.dest != "help"]
+        assert options, f"faceverify {name} has no options"
+        for action in options:  # ... and every option of each has its help text
+            assert action.help, f"faceverify {name} {action.dest} has no help"
