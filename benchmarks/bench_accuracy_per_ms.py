@@ -48,7 +48,7 @@ class Candidate:
 CANDIDATES = (
     Candidate("fused, both mirrored (2026.12.0)", ("dlib", "sface"), {"dlib": True, "sface": True}),
     Candidate("fused, dlib mirrored", ("dlib", "sface"), {"dlib": True, "sface": False}),
-    Candidate("fused, sface mirrored", ("dlib", "sface"), {"dlib": False, "sface": True}),
+    Candidate("fused, sface mirrored (2026.12.1)", ("dlib", "sface"), {"dlib": False, "sface": True}),
     Candidate("fused, no mirror", ("dlib", "sface"), {"dlib": False, "sface": False}),
     Candidate("dlib alone, mirrored", ("dlib",), {"dlib": True}),
     Candidate("dlib alone, no mirror", ("dlib",), {"dlib": False}),

@@ -40,6 +40,7 @@ def main() -> None:
     from bench_frame import machine_line
 
     from service.verification import Thresholds, decide
+    from training.build_model import record_mirror
     from training.fusion import FusionHead
     from training.tower_cache import embed_files
 
@@ -47,7 +48,7 @@ def main() -> None:
     head = FusionHead.from_record(record)
     photos = {n: sorted((LFW / n).glob("*.jpg"))[: CAP.get(n, 1000)] for pair in SIBLINGS for n in pair}
     paths = [p for n in photos for p in photos[n]]
-    emb = embed_files(paths, head.towers, progress=False)
+    emb = embed_files(paths, head.towers, mirror=record_mirror(record), progress=False)
     row = {p: i for i, p in enumerate(paths)}
 
     def sims(a: list[Path], b: list[Path]) -> np.ndarray:

@@ -170,8 +170,9 @@ def export_tiny_test_model(
 class MultiTowerServedModel(tf.Module):
     """Contract v2 served graph: one keyword chip input per tower, a fused score.
 
-    `embed(**{input: uint8 [N,S,S,3]})` -> each tower's unit-length embedding (chip and mirror in one
-    batched pass, see `build_embedding_model`), concatenated in `inputs` order. `score(probe, bank)`
+    `embed(**{input: uint8 [N,S,S,3]})` -> each tower's unit-length embedding (a mirrored tower runs
+    chip and mirror in one batched pass, see `build_embedding_model`; the card's `inputs[].mirror`
+    says which), concatenated in `inputs` order. `score(probe, bank)`
     splits both back per tower, takes one cosine per tower (the distance layer) and applies the
     learned head: sigmoid(sum_t w_t cos_t + b).
     """

@@ -81,9 +81,10 @@ def test_venus_is_refused_and_serena_accepted_at_the_strictest_level(fused_relea
 
     venus = [verified(p) for p in _embed(model, source, "Venus_Williams", range(1, 18))]
     serena = [verified(p) for p in _embed(model, source, "Serena_Williams", range(6, 53))]
+    print(f"Venus accepted {sum(venus)}/{len(venus)}, Serena accepted {sum(serena)}/{len(serena)}")
     assert not any(venus), f"Venus verified as Serena {sum(venus)} of {len(venus)} times"
     # The strictest level costs genuine users too: its calibrated FRR with 5 enrolled photos is
-    # 6.5% (card frr_by_k["5"]), i.e. ~3 of Serena's 47 other photos; measured 3 refused, 44 accepted.
+    # 6.7% (card frr_by_k["5"]), i.e. ~3 of Serena's 47 other photos; measured 3 refused, 44 accepted.
     frr5 = next(p for p in card["operating_points"] if p["far"] == strictest)["frr_by_k"]["5"]
     assert serena.count(False) <= max(3, round(1.5 * frr5 * len(serena))), (
         f"Serena refused {serena.count(False)} of {len(serena)} times"
