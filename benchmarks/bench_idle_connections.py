@@ -40,20 +40,19 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import httpx
 import numpy as np
+from bench_server import LOOPBACK, Server, start_server  # LOOPBACK: the only address this benchmark ever uses
 
 REPO = Path(__file__).resolve().parents[1]
 LFW = REPO.parent / "shared" / "data" / "lfw" / "images"
-FACEVERIFY = Path(sys.executable).parent / "faceverify"
-LOOPBACK = "127.0.0.1"  # the only address this benchmark ever connects to or binds
 LOG_NEEDLES = ("connection cap", "accept()", "Too many open files", "Traceback")
 
 
@@ -62,12 +61,6 @@ def default_model_dir() -> Path:
         if os.environ.get(name):
             return Path(os.environ[name])
     return REPO / "models" / "release"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
 
 
 def open_fds(pid: int) -> int:
@@ -95,46 +88,14 @@ def raise_own_fd_limit(needed: int) -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    port: int
-    headers: dict[str, str]
-    log: Path
-
-
-def start_server(model_dir: Path, scratch: Path, server_nofile: int | None, log_level: str) -> Server:
-    """`faceverify serve` on a free loopback port; returns once /ready answers 200."""
-    port = free_port()
-    env = {**os.environ, "FACEVERIFY_TF_THREADS": "1", "FACEVERIFY_MODEL_DIR": str(model_dir),
-           "FACEVERIFY_DATA_DIR": str(scratch / "data"), "FACEVERIFY_RATE_LIMIT_PER_MINUTE": "0"}  # fmt: skip
-    env.pop("FACEVERIFY_DATABASE_URL", None)  # SQLite under DATA_DIR
+def start_limited(model_dir: Path, scratch: Path, server_nofile: int | None, log_level: str) -> Server:
+    """The benchmark server, with its open-files limit set to ``server_nofile`` when given."""
 
     def limit_fds() -> None:
         if server_nofile:
             resource.setrlimit(resource.RLIMIT_NOFILE, (server_nofile, server_nofile))
 
-    log = scratch / "serve.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(FACEVERIFY), "serve", "--host", LOOPBACK, "--port", str(port), "--log-level", log_level],
-            stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=scratch, preexec_fn=limit_fds,
-        )  # fmt: skip
-    url = f"http://{LOOPBACK}:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                key = (scratch / "data" / "admin-api-key").read_text().strip()
-                return Server(process, url, port, {"X-API-Key": key}, log)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise SystemExit("server not ready in 300 s")
+    return start_server(model_dir, scratch, log_level=log_level, preexec_fn=limit_fds)
 
 
 def stop_server(server: Server) -> int | None:
@@ -193,8 +154,9 @@ class Idle:
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
             for key, _ in connecting.select(timeout=0.2):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
+                sock = ready
                 connecting.unregister(sock)
                 pending -= 1
                 code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -335,14 +297,14 @@ def client_worker(port: int, conn: Connection) -> None:
 class Clients:
     """The worker processes holding the idle sockets."""
 
-    workers: list[tuple[multiprocessing.Process, Connection]]
+    workers: list[tuple[BaseProcess, Connection]]
     opened: int = 0
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
 
     @staticmethod
     def start(port: int, count: int) -> Clients:
         context = multiprocessing.get_context("fork")
-        workers = []
+        workers: list[tuple[BaseProcess, Connection]] = []
         for _ in range(count):
             mine, theirs = context.Pipe()
             process = context.Process(target=client_worker, args=(port, theirs), daemon=True)
@@ -380,7 +342,7 @@ class Clients:
 
 
 def run(args: argparse.Namespace, scratch: Path, lines: list[str]) -> None:
-    server = start_server(args.model_dir, scratch, args.server_nofile, args.log_level)
+    server = start_limited(args.model_dir, scratch, args.server_nofile, args.log_level)
     clients: Clients | None = None
     try:
         probe = enrol(server)

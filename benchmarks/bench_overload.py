@@ -20,8 +20,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,16 +28,11 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from bench_server import start_server
 
 REPO = Path(__file__).resolve().parents[1]
 LFW = REPO.parent / "shared" / "data" / "lfw" / "images"
 FACEVERIFY = Path(sys.executable).parent / "faceverify"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:
@@ -47,36 +40,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def start(
-    model_dir: Path, scratch: Path, env_extra: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    """Start the server; return it, its URL and the headers carrying the admin key it created."""
-    port = free_port()
-    # The per-key rate limit is off: one key drives all the clients here, and this run measures
-    # admission control (shedding by load), not the per-key budget.
-    env = {**os.environ, "FACEVERIFY_TF_THREADS": "1", "FACEVERIFY_MODEL_DIR": str(model_dir),
-           "FACEVERIFY_DATA_DIR": str(scratch / "data"), "FACEVERIFY_RATE_LIMIT_PER_MINUTE": "0",
-           **env_extra}  # fmt: skip
-    log = (scratch / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [str(FACEVERIFY), "serve", "--port", str(port), "--log-level", "warning"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=scratch,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited: {(scratch / 'serve.log').read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                key = (scratch / "data" / "admin-api-key").read_text().strip()
-                return process, url, {"X-API-Key": key}
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("server not ready")
 
 
 def enrol(url: str, headers: dict[str, str]) -> bytes:
@@ -220,7 +183,8 @@ def main() -> int:
             active, queued = args.admission.split(",")
             overrides = {"FACEVERIFY_ADMISSION_MAX_ACTIVE": active, "FACEVERIFY_ADMISSION_MAX_QUEUED": queued}
         admission = f"active,queued = {args.admission}" if args.admission else "default (= core count)"
-        process, url, headers = start(args.model_dir, Path(tmp), overrides)
+        server = start_server(args.model_dir, Path(tmp), env_extra=overrides)
+        process, url, headers = server.process, server.url, server.headers
         try:
             probe = enrol(url, headers)
             header = [
