@@ -76,13 +76,11 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.max_connections and not self._evict_longest_waiting():
-            cls = type(self)
-            cls._rejected_connections += 1
-            if cls._rejected_connections % 1000 == 1:  # one line per thousand, not a flood
-                log.warning(
-                    "connection cap %d reached with a request in flight on every connection: closing "
-                    "new connections (%d so far)", self.max_connections, cls._rejected_connections,
-                )  # fmt: skip
+            self._count_and_log(
+                "_rejected_connections",
+                "connection cap %d reached with a request in flight on every connection: closing new "
+                "connections (%d so far)",
+            )
             transport.abort()
             return
         self._arm_head_timer()
@@ -106,15 +104,21 @@ class GuardedH11Protocol(H11Protocol):
                 continue  # gone already, or a (pipelined) request is in flight: never cut that off
             victim._cancel_head_timer()
             victim.transport.abort()
-            cls = type(self)
-            cls._evicted_connections += 1
-            if cls._evicted_connections % 1000 == 1:  # one line per thousand, not a flood
-                log.warning(
-                    "connection cap %d reached: closed the connection waiting longest for a request "
-                    "to admit a new one (%d so far)", self.max_connections, cls._evicted_connections,
-                )  # fmt: skip
+            self._count_and_log(
+                "_evicted_connections",
+                "connection cap %d reached: closed the connection waiting longest for a request to "
+                "admit a new one (%d so far)",
+            )
             return True
         return False
+
+    def _count_and_log(self, counter: str, message: str) -> None:
+        """Count one cap event on the class; log one line per thousand of them, not a flood."""
+        cls = type(self)
+        count = getattr(cls, counter) + 1
+        setattr(cls, counter, count)
+        if count % 1000 == 1:
+            log.warning(message, self.max_connections, count)
 
     def _arm_head_timer(self) -> None:
         self._cancel_head_timer()

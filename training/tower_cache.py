@@ -93,8 +93,8 @@ def tower_embedding_model(tower: str, mirror: bool = True) -> Any:
     """The served embedding of one tower: chip (and mirror) -> mean -> L2 normalised."""
     from training.siamese import build_embedding_model
 
-    size = TOWER_INPUTS[tower][1] if tower in TOWER_INPUTS else 0
-    return build_embedding_model(inference_tower(tower), size, mirror=mirror, name=f"{tower}_embedding")
+    model = inference_tower(tower)  # raises for an unknown tower
+    return build_embedding_model(model, TOWER_INPUTS[tower][1], mirror=mirror, name=f"{tower}_embedding")
 
 
 def _key(path: Path) -> str:

@@ -70,6 +70,16 @@ def _copy_embedding(live: LiveApp, source_id: int, target_id: int) -> None:
         session.commit()
 
 
+def _both_blair_rows_unreadable(live: LiveApp, http: httpx.Client) -> tuple[int, int, int]:
+    """Enrol Bush and Blair; Blair's first row gets Bush's embedding copied in, his second a flipped
+    ciphertext byte. Returns (bush row, swapped Blair row, flipped Blair row)."""
+    [bush_row, _] = _enrol(http, "bush", BUSH)
+    swapped, flipped = _enrol(http, "blair", BLAIR)
+    _copy_embedding(live, bush_row, swapped)
+    _flip_a_ciphertext_byte(live, flipped)
+    return bush_row, swapped, flipped
+
+
 def _metric(reason: str) -> float:
     return REGISTRY.get_sample_value(METRIC, {"reason": reason}) or 0.0
 
@@ -153,10 +163,7 @@ def test_re_enrolling_the_same_photos_repairs_unreadable_rows_in_place(live_app:
     """The 409's advice, "re-enrol the user", must work even though re-sending a stored photo is
     idempotent: the same ids come back, with a fresh embedding and (if needed) photo file."""
     with _http(live_app) as http:
-        [bush_row, _] = _enrol(http, "bush", BUSH)
-        swapped, flipped = _enrol(http, "blair", BLAIR)
-        _copy_embedding(live_app, bush_row, swapped)
-        _flip_a_ciphertext_byte(live_app, flipped)
+        bush_row, swapped, flipped = _both_blair_rows_unreadable(live_app, http)
         store = live_app.app.state.store
         with live_app.app.state.session_factory() as session:
             path = session.scalars(select(Image.path).where(Image.id == flipped)).one()
@@ -200,10 +207,7 @@ def test_store_check_lists_unreadable_rows_rotation_skips_them_and_reembed_resto
     monkeypatch.setenv("FACEVERIFY_MODEL_DIR", str(settings.model_dir))
     key_path = Path(settings.data_dir) / KEY_FILE_NAME
     with _http(live_app) as http:
-        [bush_row, _] = _enrol(http, "bush", BUSH)
-        swapped, flipped = _enrol(http, "blair", BLAIR)
-        _copy_embedding(live_app, bush_row, swapped)
-        _flip_a_ciphertext_byte(live_app, flipped)
+        bush_row, swapped, flipped = _both_blair_rows_unreadable(live_app, http)
         store = live_app.app.state.store
         with live_app.app.state.session_factory() as session:
             bush_photo = session.scalars(select(Image.path).where(Image.id == bush_row)).one()
