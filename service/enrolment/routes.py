@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from service.enrolment.schemas import EnrolledImage, EnrollOut, RejectedImage
 from service.enrolment.service import enrol
 from service.http.auditing import AuditDep
-from service.http.deps import EngineDep, EnrollKey, SessionDep, SettingsDep, StoreDep
+from service.http.deps import FaceEngineDep, EnrollKey, SessionDep, SettingsDep, StoreDep
 from service.http.errors import USER_ID_PATTERN
 from service.http.schemas import ErrorOut
 
@@ -38,7 +38,7 @@ def enroll(
     ],
     images: Annotated[list[UploadFile], File(description="One or more photos, each with one clear face.")],
     session: SessionDep,
-    engine: EngineDep,
+    engine: FaceEngineDep,
     settings: SettingsDep,
     store: StoreDep,
     audit: AuditDep,

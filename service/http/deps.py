@@ -34,7 +34,7 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_engine(request: Request) -> FaceEngine:
+def get_face_engine(request: Request) -> FaceEngine:
     """The loaded face pipeline + served model."""
     engine: FaceEngine = request.app.state.face_engine
     return engine
@@ -47,7 +47,7 @@ def get_store(request: Request) -> ImageStore:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
-EngineDep = Annotated[FaceEngine, Depends(get_engine)]
+FaceEngineDep = Annotated[FaceEngine, Depends(get_face_engine)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 
 # auto_error=False: a missing key is our 401 `missing_api_key`, not FastAPI's generic 403.

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Security
 from service.http.auditing import AuditDep
 from service.http.deps import (
     MAX_DB_INT,
-    EngineDep,
+    FaceEngineDep,
     ImageIdPath,
     ManageKey,
     SessionDep,
@@ -58,7 +58,7 @@ def list_users(
 @router.get(
     "/{user_id}", response_model=UserDetailOut, responses=_NOT_FOUND, summary="A user and their images"
 )
-def get_user(user_id: UserIdPath, session: SessionDep, engine: EngineDep) -> UserDetailOut:
+def get_user(user_id: UserIdPath, session: SessionDep, engine: FaceEngineDep) -> UserDetailOut:
     user = require_user(session, user_id)
     return UserDetailOut(
         user_id=user.user_id,

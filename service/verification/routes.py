@@ -17,7 +17,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from service.errors import InvalidInput
 from service.faces.images import usable_bytes
 from service.http.auditing import AuditDep
-from service.http.deps import EngineDep, SessionDep, SettingsDep, StoreDep, VerifyKey
+from service.http.deps import FaceEngineDep, SessionDep, SettingsDep, StoreDep, VerifyKey
 from service.http.errors import USER_ID_PATTERN
 from service.http.schemas import ErrorOut
 from service.http.uploads import read_upload
@@ -65,7 +65,7 @@ def verify(
     principal: VerifyKey,
     user_id: Annotated[str, Form(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")],
     session: SessionDep,
-    engine: EngineDep,
+    engine: FaceEngineDep,
     settings: SettingsDep,
     audit: AuditDep,
     store: StoreDep,
