@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, UploadFile
 from service.enrolment.schemas import EnrolledImage, EnrollOut, RejectedImage
 from service.enrolment.service import enrol
 from service.http.auditing import AuditDep
-from service.http.deps import FaceEngineDep, EnrollKey, SessionDep, SettingsDep, StoreDep
+from service.http.deps import EnrollKey, FaceEngineDep, SessionDep, SettingsDep, StoreDep
 from service.http.errors import USER_ID_PATTERN
 from service.http.schemas import ErrorOut
 
