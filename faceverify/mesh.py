@@ -261,7 +261,8 @@ def mouth_aspect_ratio(mesh: FaceMesh) -> float:
     return gap / width if width > 0 else 0.0
 
 
-#: Mesh points standing in for the contract's five: eye centres (mean of the corners), nose tip, mouth corners.
+#: Mesh points standing in for the contract's five: eye centres (mean of the corners), nose tip,
+#: mouth corners.
 NOSE_TIP = 1
 MOUTH_OUTER = (61, 291)
 

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form
 from service.http.deps import SessionDep, SettingsDep, VerifyKey
 from service.http.errors import USER_ID_PATTERN
 from service.http.schemas import ErrorOut
-from service.liveness.challenges import issue_challenge
+from service.liveness.challenges import open_challenge
 from service.liveness.schemas import ChallengeOut
 from service.users.service import require_user
 
@@ -25,8 +25,15 @@ router = APIRouter(tags=["liveness"])
     "/liveness/challenge",
     response_model=ChallengeOut,
     status_code=201,
-    summary="Issue a liveness challenge: 2-3 head movements to perform in a burst of frames",
-    responses={404: {"model": ErrorOut, "description": "Unknown user_id (reason unknown_user)."}},
+    summary="Issue a liveness challenge: an action (blink / open_mouth), a vertical step, maybe a turn",
+    responses={
+        404: {"model": ErrorOut, "description": "Unknown user_id (reason unknown_user)."},
+        429: {
+            "model": ErrorOut,
+            "description": "The user is locked out (locked_out) or asked for too many challenges "
+            "(challenge_rate_limited); Retry-After says when to try again.",
+        },
+    },
 )
 def challenge(
     user_id: Annotated[str, Form(pattern=USER_ID_PATTERN, description="The user who will verify.")],
@@ -35,11 +42,11 @@ def challenge(
     settings: SettingsDep,
 ) -> ChallengeOut:
     """Single use, expires after FACEVERIFY_LIVENESS_CHALLENGE_TTL_S; answer it with POST /verify
-    (`user_id`, `challenge_id`, `frames` in capture order)."""
+    (`user_id`, `challenge_id`, `frames` in capture order). One open challenge per user: a new one
+    closes the previous, and each closed-unanswered (or expired) challenge counts as a failed verify
+    towards the lockout."""
     user = require_user(session, user_id)
-    issued = issue_challenge(
-        session, user, settings.liveness_challenge_ttl_s, principal.name, settings.liveness_move_closer
-    )
+    issued = open_challenge(session, settings, user, principal.name).issued
     return ChallengeOut(
         challenge_id=issued.challenge_id, steps=issued.steps, expires_in_s=issued.expires_in_s
     )

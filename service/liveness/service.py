@@ -1,38 +1,28 @@
 """The liveness side of `POST /verify`: judge a burst of frames against the challenge's steps.
 
 service.verification.service.verify_burst finds the user, the enrolled embeddings and the challenge;
-this module decodes the frames (bounded count and bytes), runs the face pipeline on each, and
-combines the four checks of `faceverify.liveness` with the usual identity decision (vote rule on
-the most frontal frame). `verified` is true only when identity AND liveness pass.
+this module decodes each frame once (bounded count and bytes), has `faceverify.liveness.burst` judge
+the geometry on every frame (face mesh: steps with blink / open_mouth, rigidity, depth, duplicates,
+freshness) and the towers on the few identity frames, and takes the usual identity decision (vote
+rule) on the most frontal frame. `verified` is true only when identity AND liveness pass.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from faceverify.decision import Decision, Thresholds, decide
-from faceverify.liveness.continuity import check_continuity
-from faceverify.liveness.depth import check_depth, face_size
-from faceverify.liveness.freshness import check_freshness, perceptual_hash
-from faceverify.liveness.steps import PoseSample, check_steps
+from faceverify.liveness.burst import BurstJudge, FrameView, IdentityEvidence
 from faceverify.selection import select_verify_face
 from service.errors import InvalidInput, TooLarge
 from service.faces.engine import FaceEngine
 from service.faces.images import Upload, decode, rejection, usable_bytes
 from service.runtime.config import Settings
-
-MAX_MISSING_FACE_SHARE = 0.2  # frames without a face (blur, occlusion) tolerated before `face_lost`
-
-
-@dataclass(frozen=True)
-class BurstFrame:
-    index: int
-    sha256: str
-    face: Any  # the pipeline's face (box, landmarks, chip)
 
 
 def read_frames(frames: list[Upload], settings: Settings) -> list[tuple[str, np.ndarray]]:
@@ -83,6 +73,21 @@ class BurstJudgement:
     probe_box: list[int]
     sha256: list[str]  # of the frames with a face, to remember
     chip_hashes: list[int]
+    views: list[FrameView] = field(default_factory=list)  # per-frame geometry (benchmarks read it)
+
+
+_JUDGE: BurstJudge | None = None
+_JUDGE_LOCK = threading.Lock()
+
+
+def burst_judge() -> BurstJudge:
+    """The process's one burst judge (YuNet at 320 px + the face mesh), loaded on first use: the
+    mesh and iris weights are read and sha256-checked once; the judge is safe to share."""
+    global _JUDGE
+    with _JUDGE_LOCK:
+        if _JUDGE is None:
+            _JUDGE = BurstJudge()
+        return _JUDGE
 
 
 def judge_burst(
@@ -93,55 +98,39 @@ def judge_burst(
     thresholds: Thresholds,
     known_sha256: set[str],
     earlier_hashes: list[int],
+    judge: BurstJudge | None = None,
 ) -> BurstJudgement:
-    """The four checks and the identity decision over decoded frames (sha256, RGB), no database:
-    used by the route and by benchmarks/bench_liveness.py."""
-    burst: list[BurstFrame] = []
-    for index, (digest, rgb) in enumerate(decoded):
-        face = select_verify_face(engine.faces(rgb)).face
-        if face is not None:
-            burst.append(BurstFrame(index, digest, face))
-    if not burst:
+    """The liveness checks (faceverify.liveness.burst: geometry on every frame, first failure ends
+    it) and the identity decision over decoded frames (sha256, RGB), no database: used by the route
+    and the benchmarks. The towers run only on the identity frames (most frontal + one step frame),
+    and only once the geometry passed; a burst refused before that is decided not verified without
+    any tower pass (votes 0)."""
+    judge = judge or burst_judge()
+
+    def identity(frames: list[FrameView]) -> IdentityEvidence:
+        faces = [select_verify_face(engine.faces(f.rgb)).face for f in frames]
+        found = [f for f in faces if f is not None]
+        if len(found) < len(faces):  # the full pipeline lost a face the mesh saw: not the user
+            return IdentityEvidence([], np.zeros((0, bank.shape[-1])))
+        embeddings = np.asarray(engine.embed_faces(found))
+        return IdentityEvidence([float(np.max(engine.score(e, bank))) for e in embeddings], embeddings)
+
+    verdict = judge.judge(decoded, steps, identity, thresholds.detection, known_sha256, earlier_hashes, bank)
+    if not verdict.frames:
         raise InvalidInput("no_face", "no face found in any frame of the burst")
-    embeddings = engine.embed_faces([f.face for f in burst])
-    scores = [engine.score(e, bank) for e in embeddings]
-    track = [np.asarray(f.face.landmarks, np.float64) for f in burst]
-    poses = [_pose(points) for points in track]
-    # Identity: the usual vote rule on the most frontal frame (usually one of the neutral start).
-    frontal = int(np.argmin([abs(p.yaw) + abs(p.pitch) for p in poses]))
-    decision = decide(scores[frontal], thresholds)
-    chip_hashes = [perceptual_hash(f.face.chip) for f in burst]
-    fresh = check_freshness(
-        [f.sha256 for f in burst], chip_hashes, embeddings, known_sha256, earlier_hashes, bank
-    )
-    checks = {
-        "fresh": fresh.as_dict(),
-        "steps": check_steps(poses, steps).as_dict(),
-        "depth": check_depth(track).as_dict(),
-        "continuity": check_continuity(
-            [float(s.max()) for s in scores], embeddings, track, thresholds.detection
-        ).as_dict(),
-    }
-    reason = None
-    if len(decoded) - len(burst) > MAX_MISSING_FACE_SHARE * len(decoded):
-        reason = "face_lost"
-    else:
-        failed = [name for name in ("fresh", "steps", "depth", "continuity") if not checks[name]["passed"]]
-        reason = f"{failed[0]}:{checks[failed[0]]['reason']}" if failed else None
+    decision = Decision(False, 0, int(len(bank)), 0.0, 0.0)
+    evidence = verdict.evidence
+    if evidence is not None and verdict.frontal in verdict.identity and len(evidence.embeddings):
+        frontal = evidence.embeddings[verdict.identity.index(verdict.frontal)]
+        decision = decide(engine.score(frontal, bank), thresholds)
     liveness = LivenessResult(
-        passed=reason is None,
-        reason=reason,
+        passed=verdict.passed,
+        reason=verdict.reason,
         steps=list(steps),
         frames=len(decoded),
-        frames_with_face=len(burst),
-        checks=checks,
+        frames_with_face=len(verdict.frames),
+        checks=verdict.checks,
     )
-    box = [int(v) for v in burst[frontal].face.box]
-    return BurstJudgement(decision, liveness, box, [f.sha256 for f in burst], chip_hashes)
-
-
-def _pose(landmarks: np.ndarray) -> PoseSample:
-    from faceverify.pose import head_pose  # the pipeline's pose, from the contract-order landmarks
-
-    pose = head_pose(landmarks)
-    return PoseSample(pose.yaw, pose.pitch, face_size(landmarks))
+    front = verdict.frames[verdict.frontal or 0]
+    box = [int(v) for v in front.box]
+    return BurstJudgement(decision, liveness, box, verdict.sha256, verdict.chip_hashes, verdict.frames)

@@ -22,7 +22,7 @@ def normalise_database_url(url: str) -> str:
     """
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -31,9 +31,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FACEVERIFY_", extra="ignore", protected_namespaces=())
 
-    data_dir: Path = Field(
-        default=Path("./data"), description="Image store and the default SQLite database."
-    )
+    data_dir: Path = Field(default=Path("./data"), description="Image store and the default SQLite database.")
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; default sqlite:///<DATA_DIR>/faceverify.db. postgresql:// works.",
@@ -55,6 +53,12 @@ class Settings(BaseSettings):
         default=False, description="Refuse a plain single-image /verify (422 liveness_required)."
     )
     liveness_challenge_ttl_s: int = Field(default=30, gt=0, description="Lifetime of a liveness challenge.")
+    liveness_challenges_per_window: int = Field(
+        default=6, ge=0, description="Most liveness challenges one user may ask for per window (0: no limit)."
+    )
+    liveness_challenge_window_s: int = Field(
+        default=300, gt=0, description="Window of liveness_challenges_per_window, seconds."
+    )
     liveness_move_closer: bool = Field(default=False, description="Challenges may also ask to move closer.")
     liveness_min_frames: int = Field(default=8, gt=1, description="Fewest frames in a liveness burst.")
     liveness_max_frames: int = Field(default=48, gt=1, description="Most frames in a liveness burst.")
@@ -120,9 +124,7 @@ class Settings(BaseSettings):
     lockout_base_s: int = Field(
         default=60, gt=0, description="First lock period (seconds); doubles on each repeat lock."
     )
-    lockout_max_s: int = Field(
-        default=3600, gt=0, description="Cap on the lock period (seconds)."
-    )
+    lockout_max_s: int = Field(default=3600, gt=0, description="Cap on the lock period (seconds).")
     rate_limit_per_minute: int = Field(
         default=600, ge=0, description="Requests per minute per API key, per process (0: no limit)."
     )
@@ -134,16 +136,14 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(
         default=0, ge=0, description="`faceverify audit prune` drops entries older than this (0: keep all)."
     )
-    docs_enabled: bool = Field(
-        default=False, description="Serve /docs, /redoc and /openapi.json (off: 404)."
-    )
+    docs_enabled: bool = Field(default=False, description="Serve /docs, /redoc and /openapi.json (off: 404).")
     cors_origins: list[str] = Field(
         default_factory=list, description="CORS allow-list of origins; empty: no CORS headers at all."
     )
     trusted_hosts: list[str] = Field(
         default_factory=lambda: ["*"],
-        description="Host header allow-list (e.g. [\"faceverify.lan\", \"127.0.0.1\"]) against DNS "
-        "rebinding; [\"*\"] accepts any host.",
+        description='Host header allow-list (e.g. ["faceverify.lan", "127.0.0.1"]) against DNS '
+        'rebinding; ["*"] accepts any host.',
     )
 
     @property
@@ -191,9 +191,7 @@ class Settings(BaseSettings):
     admission_max_wait_s: float = Field(
         default=0.5, ge=0, description="Longest wait for a slot before 503 overloaded."
     )
-    admission_retry_after_s: int = Field(
-        default=1, ge=1, description="Retry-After sent with 503 overloaded."
-    )
+    admission_retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with 503 overloaded.")
     admission_paths: list[str] = Field(
         default=["/verify", "/enroll", "/liveness"],
         description="Path prefixes that go through admission control (the CPU-heavy routes).",
@@ -256,4 +254,3 @@ class Settings(BaseSettings):
         if path.rstrip("/").endswith("/enroll"):
             return self.max_upload_bytes * self.max_images_per_enroll + MB
         return MB
-

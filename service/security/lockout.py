@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.errors import TooManyRequests
+from service.runtime.config import Settings
 from service.storage.tables import VerifyLockout, utcnow
 
 
@@ -31,6 +32,16 @@ class LockoutPolicy:
     def lock_period_s(self, lock_count: int) -> int:
         """base, 2*base, 4*base, ... capped at max_s (lock_count counts from 1)."""
         return int(min(self.max_s, self.base_s * 2 ** min(max(lock_count - 1, 0), 30)))
+
+
+def policy_of(settings: Settings) -> LockoutPolicy:
+    """The lockout policy the settings describe (verify failures and abandoned liveness challenges)."""
+    return LockoutPolicy(
+        settings.lockout_max_failures,
+        settings.lockout_window_s,
+        settings.lockout_base_s,
+        settings.lockout_max_s,
+    )
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

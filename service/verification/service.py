@@ -30,7 +30,12 @@ from faceverify.selection import select_verify_face
 from service.errors import Conflict, InvalidInput
 from service.faces.engine import FaceEngine
 from service.faces.images import Upload, decode, rejection
-from service.liveness.challenges import consume_challenge, earlier_burst_hashes, remember_burst
+from service.liveness.challenges import (
+    ChallengeExpired,
+    consume_challenge,
+    earlier_burst_hashes,
+    remember_burst,
+)
 from service.liveness.service import LivenessResult, judge_burst, read_frames
 from service.runtime import metrics
 from service.runtime.config import Settings
@@ -104,18 +109,7 @@ class UnreadableRow:
     reason: str
 
 
-def policy_of(settings: Settings) -> lockout.LockoutPolicy:
-    return lockout.LockoutPolicy(
-        settings.lockout_max_failures,
-        settings.lockout_window_s,
-        settings.lockout_base_s,
-        settings.lockout_max_s,
-    )
-
-
-def enrolled_embeddings(
-    session: Session, keyring: KeyRing, user: User, model_version: str
-) -> EnrolledBank:
+def enrolled_embeddings(session: Session, keyring: KeyRing, user: User, model_version: str) -> EnrolledBank:
     """The user's stored embeddings of `model_version`, decrypted and stacked; 409 when there are none.
 
     A row whose embedding cannot be read (it fails authentication: tampered, or copied from another
@@ -230,7 +224,12 @@ def verify_burst(
     user = require_user(session, user_id)
     lockout.ensure_not_locked(session, user_id)
     bank = enrolled_embeddings(session, keyring, user, engine.version)
-    steps = consume_challenge(session, challenge_id, user, key_name)
+    try:
+        steps = consume_challenge(session, challenge_id, user, key_name)
+    except ChallengeExpired as exc:  # an abandoned challenge counts as a failed attempt (once)
+        if exc.newly_closed:
+            lockout.record_failure(session, lockout.policy_of(settings), user_id)
+        raise
     decoded = read_frames(frames, settings)
     known_sha, earlier = earlier_burst_hashes(session, user)
     session.rollback()  # no transaction held while the CNN runs
@@ -261,4 +260,4 @@ def _count_outcome(session: Session, settings: Settings, user_id: str, verified:
     if verified:
         lockout.record_success(session, user_id)
         return None
-    return lockout.record_failure(session, policy_of(settings), user_id)
+    return lockout.record_failure(session, lockout.policy_of(settings), user_id)

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.lfw
 
 BUSH = ("George_W_Bush", 1)
 POWELL = ("Colin_Powell", 6)
-STEP_NAMES = {"turn_left", "turn_right", "look_up", "look_down"}
+STEP_NAMES = {"turn_left", "turn_right", "look_up", "look_down", "blink", "open_mouth"}
+ACTIONS = {"blink", "open_mouth"}
+VERTICAL = {"look_up", "look_down"}
 
 
 def _enroll(client, user_id: str, photo: tuple[str, int]) -> None:
@@ -50,21 +52,73 @@ def _blank_frames(n: int = 8) -> list[bytes]:
     return [data.tobytes()] * n
 
 
-def test_challenge_is_random_steps_stored_for_the_user(client) -> None:
+def _failures(client, user_id: str) -> int:
+    from service.storage.tables import VerifyLockout
+
+    with client.app.state.session_factory() as session:
+        row = session.scalar(select(VerifyLockout).where(VerifyLockout.user_id == user_id))
+        return 0 if row is None else int(row.failures)
+
+
+def test_every_challenge_has_an_action_and_a_vertical_step(client) -> None:
     _enroll(client, "bush", BUSH)
-    seen = set()
-    for _ in range(12):
-        response = _challenge(client, "bush")
-        assert response.status_code == 201, response.text
-        body = response.json()
-        assert 2 <= len(body["steps"]) <= 3 and set(body["steps"]) <= STEP_NAMES
-        assert len(set(body["steps"])) == len(body["steps"])
-        assert body["expires_in_s"] == 30 and len(body["challenge_id"]) >= 24
-        seen.add(tuple(body["steps"]))
-    assert len(seen) > 3  # 36 possible sequences: 12 draws repeat little
+    response = _challenge(client, "bush")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    steps = body["steps"]
+    assert 2 <= len(steps) <= 3 and set(steps) <= STEP_NAMES and len(set(steps)) == len(steps)
+    assert len(set(steps) & ACTIONS) == 1 and len(set(steps) & VERTICAL) == 1, steps
+    assert body["expires_in_s"] == 30 and len(body["challenge_id"]) >= 24
     with client.app.state.session_factory() as session:
         rows = list(session.scalars(select(LivenessChallenge)))
-    assert len(rows) == 12 and all(r.used_at is None and r.api_key_name == "bootstrap-admin" for r in rows)
+    assert len(rows) == 1 and rows[0].used_at is None and rows[0].api_key_name == "bootstrap-admin"
+    assert rows[0].steps == ",".join(steps)
+
+
+def test_a_new_challenge_replaces_the_open_one_and_each_abandoned_one_is_a_failure(client) -> None:
+    """Drawing challenges until a convenient one comes up costs failed attempts: the fifth
+    replacement locks the user (lockout_max_failures = 5), and a locked user gets no challenge."""
+    _enroll(client, "bush", BUSH)
+    first = _challenge(client, "bush").json()["challenge_id"]
+    second = _challenge(client, "bush").json()["challenge_id"]
+    assert _failures(client, "bush") == 1
+    _assert_error(_burst(client, "bush", first, _blank_frames()), 409, "challenge_used")  # closed
+    with client.app.state.session_factory() as session:
+        open_rows = session.scalars(
+            select(LivenessChallenge).where(LivenessChallenge.used_at.is_(None))
+        ).all()
+    assert [r.challenge_id for r in open_rows] == [second]  # one open challenge per user
+    for _ in range(3):
+        assert _challenge(client, "bush").status_code == 201
+    assert _failures(client, "bush") == 4
+    locked = _challenge(client, "bush")  # closes the 5th unanswered one: locked out
+    _assert_error(locked, 429, "locked_out")
+    assert int(locked.headers["Retry-After"]) > 0
+    _assert_error(_challenge(client, "bush"), 429, "locked_out")
+
+
+def test_challenge_requests_are_rate_limited_per_user(settings, face_engine) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    limited = settings.model_copy(
+        update={
+            "liveness_challenges_per_window": 2,
+            "liveness_challenge_window_s": 600,
+            "lockout_max_failures": 50,
+        }
+    )
+    with TestClient(create_app(limited, face_engine=face_engine), raise_server_exceptions=False) as client:
+        client.headers["X-API-Key"] = limited.admin_key_file.read_text().strip()
+        _enroll(client, "bush", BUSH)
+        _enroll(client, "powell", POWELL)
+        assert _challenge(client, "bush").status_code == 201
+        assert _challenge(client, "bush").status_code == 201
+        refused = _challenge(client, "bush")
+        _assert_error(refused, 429, "challenge_rate_limited")
+        assert 590 <= int(refused.headers["Retry-After"]) <= 601
+        assert _challenge(client, "powell").status_code == 201  # per user, not per key
 
 
 def test_challenge_for_an_unknown_or_invalid_user(client) -> None:
@@ -93,7 +147,11 @@ def test_unknown_foreign_used_and_expired_challenges_have_their_own_reasons(clie
             .values(expires_at=past)
         )
         session.commit()
+    before = _failures(client, "bush")
     _assert_error(_burst(client, "bush", expired_id, _blank_frames()), 409, "challenge_expired")
+    assert _failures(client, "bush") == before + 1  # an abandoned challenge is a failed attempt ...
+    _assert_error(_burst(client, "bush", expired_id, _blank_frames()), 409, "challenge_used")
+    assert _failures(client, "bush") == before + 1  # ... counted once
 
 
 def test_concurrent_answers_consume_a_challenge_once(client) -> None:
@@ -150,11 +208,14 @@ def _photo_attack(steps: list[str], seed: int) -> list[bytes]:
     import numpy as np
     from service_testdata import rgb_of
 
-    from faceverify.liveness import render, synthetic
+    from faceverify.liveness import attacks, render
 
     rng = np.random.default_rng(seed)
     photo = rgb_of(lfw_bytes("George_W_Bush", 2))
-    poses = synthetic.step_pose_track(steps, rng, amplitude_deg=35.0)
+    poses = []  # the photo turns for the head steps and stays put for the actions (it cannot act them)
+    for step, strength in attacks.act_schedule(steps):
+        yaw, pitch = attacks.POSE_OF.get(step, (0, 0))
+        poses.append((35.0 * yaw * strength, 35.0 * pitch * strength, 1.0))
     return [render.jpeg(frame) for frame in render.photo_attack_frames(photo, poses, rng)]
 
 
@@ -170,10 +231,14 @@ def test_tilted_photo_acting_out_the_steps_is_refused_and_cannot_be_replayed(cli
     assert body["verified"] is False and liveness["passed"] is False
     assert liveness["steps"] == challenge["steps"] and liveness["frames"] == len(frames)
     assert liveness["frames_with_face"] >= 0.8 * len(frames)
-    # The geometry refuses it: a plane's landmarks fit a homography, and head_pose sees no real turn.
-    assert liveness["checks"]["depth"]["passed"] is False, liveness["checks"]["depth"]
+    # The first failed check ends the judging: a still photo cannot blink or open its mouth, so the
+    # steps check refuses it (and the later checks do not run: no tower pass for an attack).
+    assert liveness["reason"].startswith("steps:"), liveness
     assert liveness["checks"]["steps"]["passed"] is False, liveness["checks"]["steps"]
-    assert liveness["checks"]["fresh"]["passed"] is True
+    assert (
+        liveness["checks"]["fresh"]["passed"] is True and liveness["checks"]["duplicates"]["passed"] is True
+    )
+    assert "rigidity" not in liveness["checks"] and "continuity" not in liveness["checks"]
     # The same frames again, against a new challenge: refused as a replay before anything else.
     again = _burst(client, "bush", _challenge(client, "bush").json()["challenge_id"], frames).json()
     assert again["liveness"]["reason"] == "fresh:replayed_bytes" and again["verified"] is False
