@@ -102,7 +102,9 @@ def cmd_reembed(args: argparse.Namespace) -> int:
         )
     print(f"re-embedded {report.updated} image(s) with model {face_engine.version}")
     if report.unreadable:
-        print(f"  queued because their stored embedding could not be read: image ids {report.unreadable}")
+        print(
+            f"  queued because their stored embedding could not be read: image ids {report.unreadable}"
+        )
     for image_id, reason in report.failed:
         print(f"  image {image_id}: {reason} (kept its old embedding; not used by verify)", file=sys.stderr)
     if report.embeddings_only:

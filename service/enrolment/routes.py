@@ -33,7 +33,9 @@ router = APIRouter(tags=["enrolment"])
 )
 def enroll(
     _key: EnrollKey,
-    user_id: Annotated[str, Form(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")],
+    user_id: Annotated[
+        str, Form(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")
+    ],
     images: Annotated[list[UploadFile], File(description="One or more photos, each with one clear face.")],
     session: SessionDep,
     engine: FaceEngineDep,

@@ -90,3 +90,4 @@ UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="1-64 char
 # (500) - PostgreSQL's INTEGER columns end at 2**31 - 1.
 MAX_DB_INT = 2**31 - 1
 ImageIdPath = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="An image id from GET /users/{id}.")]
+

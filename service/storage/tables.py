@@ -180,8 +180,9 @@ def embedding_from_bytes(blob: bytes, dim: int) -> np.ndarray:
     return vector.astype(np.float32)
 
 
-# ----------------------------------------------------------------- security (migration 0002_security)
 
+
+# ----------------------------------------------------------------- security (migration 0002_security)
 
 class ApiKey(Base):
     """One API key: a public `key_id` (part of the secret, for lookup) and the secret's SHA-256.
@@ -255,7 +256,6 @@ class AuditHead(Base):
 
 # ----------------------------------------------- liveness challenges (migration 0004_liveness)
 
-
 class LivenessChallenge(Base):
     __tablename__ = "liveness_challenges"
     __table_args__ = NEVER_REUSE_IDS
@@ -279,3 +279,4 @@ class LivenessBurstHash(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     chip_hash: Mapped[int] = mapped_column(BigInteger, doc="64-bit DCT hash of the face chip, signed.")
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
