@@ -357,7 +357,7 @@ def run_attacks(svc: Service, trials: int, seed: int, emit: Callable[[str], None
             verified.append(ok and judged.decision.verified)
             reasons[(judged.liveness.reason or "passed") if judged is not None else "no_face"] += 1
             views = judged.views if judged is not None else []
-            for name, alone_ok in each_check(views, steps).items():
+            for name, alone_ok in each_check(views, steps, svc.judge.mesh).items():
                 alone[name].append(alone_ok)
             meshes = [f.mesh.points for f in views if f.mesh is not None]
             rigid_stats.append(check_rigidity(meshes).statistic)
@@ -372,7 +372,7 @@ def run_attacks(svc: Service, trials: int, seed: int, emit: Callable[[str], None
     emit("")
 
 
-def each_check(frames: list[FrameView], steps: Sequence[str]) -> dict[str, bool]:
+def each_check(frames: list[FrameView], steps: Sequence[str], mesh: FaceMeshModel) -> dict[str, bool]:
     """Every geometric check on the frames on its own: which would have let the attack through."""
     if not frames:
         return {"steps": False, "rigidity": False, "depth": False, "duplicates": False}
@@ -380,7 +380,7 @@ def each_check(frames: list[FrameView], steps: Sequence[str]) -> dict[str, bool]
         "steps": check_steps([f.sample for f in frames], steps).passed,
         "rigidity": check_rigidity([f.mesh.points for f in frames if f.mesh is not None]).passed,
         "depth": check_depth([f.landmarks for f in frames]).passed,
-        "duplicates": near_duplicates(frames) is None,
+        "duplicates": near_duplicates(frames, None, mesh) is None,
     }
 
 

@@ -47,6 +47,10 @@ def test_blink_is_eyes_closed_then_open_again() -> None:
     assert check_steps(half_closed, ["blink"]).reason == "steps_not_done"
     closed_start = _still(3, eye=0.06) + _still(2) + _still(2, eye=0.06) + _still(2)
     assert check_steps(closed_start, ["blink"]).reason == "steps_not_done"  # the start must be open
+    turned = _still(4) + [PoseSample(12.0, 9.0, 100.0, 0.06, 0.05)] * 2 + _still(3)  # another photo's pose
+    assert check_steps(turned, ["blink"]).reason == "steps_not_done"
+    slightly = _still(4) + [PoseSample(6.0, -5.0, 100.0, 0.06, 0.05)] * 2 + _still(3)  # a live head drifts
+    assert check_steps(slightly, ["blink"]).passed
     no_mesh = [PoseSample(0.0, 0.0, 100.0) for _ in range(9)]
     assert check_steps(no_mesh, ["blink"]).reason == "steps_not_done"
 
@@ -135,8 +139,9 @@ def test_a_recompressed_copy_inside_a_burst_is_a_duplicate_a_new_frame_is_not(ju
 
     a, b = _rgb(CLIP / "frame_0180.jpg"), _rgb(CLIP / "frame_0185.jpg")
     fresh = [view(0, a, 90), view(1, b, 90)]
-    assert near_duplicates(fresh) is None
-    assert near_duplicates([*fresh, view(2, a, 75)]) == (0, 2)
+    assert near_duplicates(fresh, None, judge.mesh) is None
+    assert near_duplicates([*fresh, view(2, a, 75)], None, judge.mesh) == (0, 2)
+    assert near_duplicates([*fresh, view(2, b, 80)], None, judge.mesh) == (1, 2)
 
 
 # ------------------------------------------------------------------------------- rendered attacks

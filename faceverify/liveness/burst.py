@@ -46,18 +46,20 @@ MAX_MISSING_FACE_SHARE = 0.2  # frames without a face (blur, occlusion) tolerate
 
 @dataclass(frozen=True)
 class DuplicateRules:
-    """Two frames of one burst are the same capture (repeated, recompressed, resized) when their
-    aligned face crops (64x64 grey) differ by less than `min_pixel_change` grey levels on average AND
-    their meshes by less than `min_mesh_change` face sizes (mean point distance). Measured on the clip
-    (benchmarks/results/liveness_attacks.txt): a frame against its own JPEG q70/80/95 copy, pixel
-    median 1.37 (95th pct 3.0), mesh median 0.0055 (95th pct 0.016): these limits catch 74% of such
-    pairs, so a burst holding a pose by repeating frames (several pairs) is caught almost surely; the
-    performer's frames 1/6 s apart: pixel >= 16, mesh >= 0.14 (5th pct); a photo held still with
-    1.5 degrees / 3 mm of hand jitter: pixel 1.9-5.2, mesh 0.020-0.079 (not a duplicate). A live
-    person holding still is not in the data; needing BOTH changes small keeps them on the safe side."""
+    """Two frames of one burst are the same capture (repeated, recompressed, resized) when the pixels
+    of the first one's face box differ by less than `min_pixel_change` grey levels on average
+    (64x64 grey, same region in both images) AND the second one's mesh, computed on the first one's
+    crop, lies within `min_mesh_change` face sizes of the first one's mesh (mean point distance).
+    Measured (benchmarks/results/liveness_attacks.txt, the clip, 33 pairs each): a frame and its JPEG
+    q70-95 copy, pixel <= 0.99, mesh <= 0.010; the performer's frames 1/6 s apart, pixel >= 30.8,
+    mesh >= 0.14 (5th pct); a photo held still with 0.5 degrees / 1.5 mm of jitter (the nearest the data
+    has to a person holding still), pixel >= 4.2, mesh >= 0.0185; a photo on a head form held with
+    1.5 degrees of jitter, two frames whose jitter happened to agree: pixel 1.6, mesh 0.011. So the
+    limits sit just above the copies (a burst repeats many frames: catching ~90% of pairs catches
+    the burst), far below anything that moved: a live face at rest moves more than 0.4 px."""
 
-    min_pixel_change: float = 2.0
-    min_mesh_change: float = 0.012
+    min_pixel_change: float = 1.5
+    min_mesh_change: float = 0.006
 
 
 @dataclass
@@ -72,7 +74,7 @@ class FrameView:
     mesh: FaceMesh | None
     sample: PoseSample
     chip_hash: int
-    crop: np.ndarray  # 64x64 grey aligned face, for the duplicate test
+    roi_eyes: np.ndarray  # the eye points that set the mesh crop's rotation (with `box`)
 
 
 @dataclass(frozen=True)
@@ -103,29 +105,42 @@ class BurstVerdict:
         return [f.chip_hash for f in self.frames]
 
 
-def _crop64(chip: np.ndarray) -> np.ndarray:
-    grey = cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY)
+def region64(rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """The box's pixels (clipped to the image) as 64x64 grey float32."""
+    h, w = rgb.shape[:2]
+    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+    x1, y1 = min(w, int(box[0] + box[2]) + 1), min(h, int(box[1] + box[3]) + 1)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((64, 64), np.float32)
+    grey = cv2.cvtColor(np.ascontiguousarray(rgb[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
     return cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def near_duplicates(
-    frames: Sequence[FrameView], rules: DuplicateRules | None = None
+    frames: Sequence[FrameView], rules: DuplicateRules | None = None, mesh_model: FaceMeshModel | None = None
 ) -> tuple[int, int] | None:
     """The first pair (i, j) of frames of the burst that are one capture repeated (byte copy,
-    recompression, resize), else None. Every pair is compared: a slideshow may repeat a frame later."""
+    recompression, resize), else None. Every pair is compared: a slideshow may repeat a frame later.
+
+    Both measures are taken the same way on the two frames, so neither depends on where the tracker
+    happened to put each frame's crop: the pixels of frame i's face box in both images, and (for
+    the few pairs that close) the mesh of frame j recomputed on frame i's crop."""
     rules = rules or DuplicateRules()
     for j in range(1, len(frames)):
         for i in range(j):
             a, b = frames[i], frames[j]
             if a.sha256 == b.sha256:
                 return i, j
-            pixel = float(np.abs(a.crop - b.crop).mean())
+            pixel = float(np.abs(region64(a.rgb, a.box) - region64(b.rgb, a.box)).mean())
             if pixel >= rules.min_pixel_change:
                 continue
-            if a.mesh is None or b.mesh is None:
+            if a.mesh is None:
                 return i, j
-            size = max(face_size(b.landmarks), 1e-6)
-            mesh = float(np.linalg.norm(a.mesh.xy - b.mesh.xy, axis=1).mean()) / size
+            other = mesh_model.mesh(b.rgb, a.box, a.roi_eyes) if mesh_model is not None else b.mesh
+            if other is None:
+                continue
+            size = max(face_size(a.landmarks), 1e-6)
+            mesh = float(np.linalg.norm(a.mesh.xy - other.xy, axis=1).mean()) / size
             if mesh < rules.min_mesh_change:
                 return i, j
     return None
@@ -202,6 +217,7 @@ class BurstJudge:
             marks = np.asarray(det.landmarks, np.float64)
             box = det.box.as_tuple()
             mesh = self.mesh.mesh(rgb, box, marks)
+        roi_eyes = np.asarray(marks, np.float64)[:2].copy()
         eye = mouth = None
         if mesh is not None:
             eye = float(np.mean(eye_aspect_ratios(mesh)))
@@ -210,7 +226,7 @@ class BurstJudge:
         pose = head_pose(marks)
         chip = arcface_chip(rgb, marks)
         sample = PoseSample(pose.yaw, pose.pitch, face_size(marks), eye, mouth)
-        return FrameView(index, sha256, rgb, marks, box, mesh, sample, perceptual_hash(chip), _crop64(chip))
+        return FrameView(index, sha256, rgb, marks, box, mesh, sample, perceptual_hash(chip), roi_eyes)
 
     def judge(
         self,
@@ -236,7 +252,7 @@ class BurstJudge:
 
         if not frames or len(decoded) - len(frames) > MAX_MISSING_FACE_SHARE * len(decoded):
             return refuse("", "face_lost")
-        duplicate = near_duplicates(frames, self.duplicate_rules)
+        duplicate = near_duplicates(frames, self.duplicate_rules, self.mesh)
         checks["duplicates"] = {
             "passed": duplicate is None,
             "reason": None if duplicate is None else "repeated_frame",

@@ -83,6 +83,10 @@ class StepRules:
     mouth_open: float = 0.45  # open_mouth reached: inner-lip ratio at least this ...
     mouth_open_gain: float = 0.25  # ... and this far above the start (talking stays below)
     mouth_closed: float = 0.25  # back from open_mouth
+    # An action is performed facing the camera, as the head steps start and end: its frame within this
+    # of the start's pose (yaw and pitch). A slideshow's closed-eye or open-mouth still is another photo
+    # at another pose (LFW: 10-17 degrees off the attacker's neutral still; 2 of 50 passed without this).
+    action_max_deg: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,13 @@ def _deviation(sample: PoseSample, baseline: PoseSample, step: str) -> float:
     return sign * value
 
 
+def _facing(sample: PoseSample, baseline: PoseSample, rules: StepRules) -> bool:
+    return max(abs(sample.yaw - baseline.yaw), abs(sample.pitch - baseline.pitch)) <= rules.action_max_deg
+
+
 def _reached(sample: PoseSample, baseline: PoseSample, step: str, rules: StepRules) -> bool:
+    if step in ACTION_STEPS and not _facing(sample, baseline, rules):
+        return False
     if step == "blink":
         return (
             sample.eye is not None and baseline.eye is not None
