@@ -176,10 +176,16 @@ class FaceMeshModel:
         return it
 
     def mesh(
-        self, rgb: np.ndarray, box: tuple[float, float, float, float], eyes: np.ndarray
+        self,
+        rgb: np.ndarray,
+        box: tuple[float, float, float, float],
+        eyes: np.ndarray,
+        iris: bool = True,
     ) -> FaceMesh | None:
         """The mesh of the face in `box` (x, y, w, h) whose eyes (subject's right, left; YuNet's first
-        two landmarks) set the crop's rotation. None when the model says no face is there."""
+        two landmarks) set the crop's rotation; with the Iris lids when the model was loaded with them
+        and `iris` (they cost 1.5x the mesh: skipped when nothing reads the eyes). None when the
+        model says no face is there."""
         x, y, w, h = (float(v) for v in box)
         right, left = np.asarray(eyes, np.float64)[:2]
         angle = math.atan2(left[1] - right[1], left[0] - right[0])
@@ -199,7 +205,7 @@ class FaceMeshModel:
         points = np.empty_like(raw)
         points[:, :2] = raw[:, :2] @ inverse[:, :2].T + inverse[:, 2]
         points[:, 2] = raw[:, 2] * (MESH_ROI_SCALE * max(w, h) / MESH_SIZE)
-        contours = self._eye_contours(rgb, points) if self._iris_bytes is not None else None
+        contours = self._eye_contours(rgb, points) if iris and self._iris_bytes is not None else None
         return FaceMesh(points, presence, contours)
 
     def _eye_contours(self, rgb: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

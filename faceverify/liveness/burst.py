@@ -126,17 +126,18 @@ def near_duplicates(
     happened to put each frame's crop: the pixels of frame i's face box in both images, and (for
     the few pairs that close) the mesh of frame j recomputed on frame i's crop."""
     rules = rules or DuplicateRules()
+    own = [region64(f.rgb, f.box) for f in frames]
     for j in range(1, len(frames)):
         for i in range(j):
             a, b = frames[i], frames[j]
             if a.sha256 == b.sha256:
                 return i, j
-            pixel = float(np.abs(region64(a.rgb, a.box) - region64(b.rgb, a.box)).mean())
+            pixel = float(np.abs(own[i] - region64(b.rgb, a.box)).mean())
             if pixel >= rules.min_pixel_change:
                 continue
             if a.mesh is None:
                 return i, j
-            other = mesh_model.mesh(b.rgb, a.box, a.roi_eyes) if mesh_model is not None else b.mesh
+            other = b.mesh if mesh_model is None else mesh_model.mesh(b.rgb, a.box, a.roi_eyes, iris=False)
             if other is None:
                 continue
             size = max(face_size(a.landmarks), 1e-6)
@@ -199,7 +200,12 @@ class BurstJudge:
         self.freshness_rules = freshness_rules or FreshnessRules()
 
     def observe(
-        self, index: int, sha256: str, rgb: np.ndarray, previous: FrameView | None = None
+        self,
+        index: int,
+        sha256: str,
+        rgb: np.ndarray,
+        previous: FrameView | None = None,
+        iris: bool = True,
     ) -> FrameView | None:
         """The frame's face: mesh + lids, pose, hashes; None without a face. Like MediaPipe, the
         previous frame's mesh places this frame's crop (a face moves little in 1/6 s); YuNet runs
@@ -208,7 +214,7 @@ class BurstJudge:
         if previous is not None and previous.mesh is not None:
             box = tracked_box(previous.mesh)
             marks = contract_points(previous.mesh)
-            mesh = self.mesh.mesh(rgb, box, marks)
+            mesh = self.mesh.mesh(rgb, box, marks, iris)
         if mesh is None:
             found = self.detector.detect(rgb)
             if not found:
@@ -216,7 +222,7 @@ class BurstJudge:
             det = found[0]
             marks = np.asarray(det.landmarks, np.float64)
             box = det.box.as_tuple()
-            mesh = self.mesh.mesh(rgb, box, marks)
+            mesh = self.mesh.mesh(rgb, box, marks, iris)
         roi_eyes = np.asarray(marks, np.float64)[:2].copy()
         eye = mouth = None
         if mesh is not None:
@@ -237,11 +243,14 @@ class BurstJudge:
         known_sha256: Iterable[str] = (),
         earlier_hashes: Iterable[int] = (),
         enrolled_embeddings: np.ndarray | None = None,
+        iris: bool | None = None,
     ) -> BurstVerdict:
-        """The checks in order over decoded frames (sha256, RGB); the first failure is the reason."""
+        """The checks in order over decoded frames (sha256, RGB); the first failure is the reason.
+        The Iris lids run when a step reads the eyes (`blink`), or as `iris` says."""
+        eyes = "blink" in steps if iris is None else iris
         frames: list[FrameView] = []
         for i, (digest, rgb) in enumerate(decoded):
-            view = self.observe(i, digest, rgb, frames[-1] if frames else None)
+            view = self.observe(i, digest, rgb, frames[-1] if frames else None, eyes)
             if view is not None:
                 frames.append(view)
         checks: dict[str, dict[str, object]] = {}
