@@ -241,3 +241,13 @@ def test_live_tilted_photo_folder_is_refused(live, tmp_path: Path) -> None:
     assert verdict["similarity"] > 0.7 and verdict["liveness_passed"] is False
     assert verdict["checks"]["depth"]["passed"] is False, verdict["checks"]["depth"]
     assert _records(result.stdout)[-1]["outcome"] == "not_verified"
+
+
+def test_the_client_has_an_instruction_for_every_step_the_server_may_ask() -> None:
+    """A step without an instruction would be shown to the user as its bare name ("open_mouth")."""
+    from clients.liveness_run import INSTRUCTIONS
+    from faceverify.liveness.steps import STEPS
+
+    missing = [step for step in STEPS if step not in INSTRUCTIONS]
+    assert not missing, missing
+    assert "eyes" in INSTRUCTIONS["blink"] and "mouth" in INSTRUCTIONS["open_mouth"]
