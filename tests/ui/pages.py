@@ -1,0 +1,74 @@
+"""Helpers the browser tests share: sign in with a key, wait for the page, record the page's API
+calls (window.fetch wrapped from the test, not by the page), and save documentation screenshots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Installed in the page by the test (WebDriver script, not subject to the page's CSP): every call
+# the page makes to the service, with its method, frame count, face choices, status and JSON answer.
+RECORD_CALLS = """
+if (!window.__calls) {
+  window.__calls = [];
+  const original = window.fetch;
+  window.fetch = async (input, init = {}) => {
+    const body = init.body;
+    const call = {
+      url: String(input), method: init.method || 'GET',
+      frames: body instanceof FormData ? body.getAll('frames').length : null,
+      images: body instanceof FormData ? body.getAll('images').length : null,
+      faces: body instanceof FormData ? body.getAll('faces') : null,
+      key_sent: Boolean(init.headers && init.headers['X-API-Key']),
+    };
+    window.__calls.push(call);
+    const response = await original(input, init);
+    call.status = response.status;
+    try { call.json = await response.clone().json(); } catch (e) { call.json = null; }
+    return response;
+  };
+}
+"""
+
+
+def wait(browser: Any, condition: Any, timeout: float = 30.0, message: str = "") -> Any:
+    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(lambda _: condition(), message)
+
+
+def open_page(browser: Any, base: str, page: str) -> None:
+    browser.get(f"{base}/ui/{page}")
+    wait(browser, lambda: browser.find_elements(By.ID, "key-form"), message=f"{page}: no key form")
+    browser.execute_script(RECORD_CALLS)
+
+
+def sign_in(browser: Any, key: str) -> str:
+    """Type the key in the page's key form; answers the status line ('Signed in with key ...')."""
+    status = browser.find_element(By.ID, "key-status")
+    if browser.find_element(By.ID, "key-forget").is_displayed():
+        browser.find_element(By.ID, "key-forget").click()
+    field = browser.find_element(By.ID, "api-key")
+    field.send_keys(key)
+    browser.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+    wait(
+        browser, lambda: "Signed in" in status.text or "not accepted" in status.text, message="no key status"
+    )
+    return str(status.text)
+
+
+def calls(browser: Any) -> list[dict[str, Any]]:
+    return list(browser.execute_script("return window.__calls || []"))
+
+
+def docs_shot(browser: Any, name: str) -> None:
+    """With FACEVERIFY_UI_DOCS_SHOTS=<folder> (e.g. docs), save the page as <folder>/<name>.png."""
+    folder = os.environ.get("FACEVERIFY_UI_DOCS_SHOTS")
+    if folder:
+        target = (REPO / folder) if not Path(folder).is_absolute() else Path(folder)
+        target.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(target / f"{name}.png"))
