@@ -34,6 +34,7 @@ node_modules/.installed: package.json package-lock.json
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy service faceverify training clients
+	$(VENV)/bin/lint-imports
 
 test: setup lint node_modules/.installed
 	$(PY) -m pytest
