@@ -28,7 +28,9 @@ from service.http import health
 from service.http.errors import BodySizeLimitMiddleware, install_error_handlers
 from service.http.guard import RequestGuardMiddleware
 from service.http.health import DatabaseProbe
-from service.http.middleware import SecurityMiddleware
+from service.http.middleware import UI_PREFIX, SecurityMiddleware
+from service.inspect import routes as inspect_routes
+from service.keys import routes as keys_routes
 from service.liveness import routes as liveness_routes
 from service.runtime import metrics
 from service.runtime.admission import AdmissionMiddleware
@@ -38,6 +40,7 @@ from service.security.ratelimit import RateLimiter
 from service.storage.database import create_db_engine, make_session_factory, upgrade_to_head
 from service.storage.recovery import repair_store
 from service.storage.setup import open_storage
+from service.ui import mount_ui
 from service.users import routes as users_routes
 from service.verification import routes as verification_routes
 
@@ -131,7 +134,12 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
     app.add_middleware(RequestGuardMiddleware, settings=settings)
     # Outermost (added last): security headers and the Host allow-list apply to every response, and
     # a request without any key is refused before it takes an admission slot or sends its body.
-    app.add_middleware(SecurityMiddleware, trusted_hosts=settings.trusted_hosts, docs_enabled=docs)
+    app.add_middleware(
+        SecurityMiddleware,
+        trusted_hosts=settings.trusted_hosts,
+        docs_enabled=docs,
+        ui_enabled=settings.ui_enabled,
+    )
     app.add_middleware(metrics.MetricsMiddleware)  # outermost: sees every status, 401s and 413s included
     for router in (
         enrolment_routes.router,
@@ -140,7 +148,11 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
         users_routes.router,
         users_routes.lock_router,
         audit_routes.router,
+        keys_routes.router,
+        inspect_routes.router,
         health.router,
     ):
         app.include_router(router)
+    if settings.ui_enabled:
+        mount_ui(app, UI_PREFIX)
     return app

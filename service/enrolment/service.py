@@ -24,6 +24,7 @@ photo file is written again, an unreadable embedding is replaced by the one just
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from faceverify.selection import select_enrolment_face
+from faceverify.selection import FaceChoice, face_boxes, select_chosen_face
 from service.errors import Conflict, InvalidInput, TooLarge
 from service.faces.engine import FaceEngine
 from service.faces.images import TOO_BIG_REASONS, decode
@@ -55,11 +56,32 @@ class _Candidate:
     embedding: np.ndarray | None = None
 
 
+# Refusals that list every face found, so that the client can say which one it meant.
+LISTS_FACES = ("multiple_faces", "invalid_face_choice")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A photo not enrolled: its name and position in the upload, why, and (group photos) every
+    face's box [x, y, w, h], largest first: the order a face choice's index refers to."""
+
+    filename: str
+    reason: str
+    index: int
+    faces: list[list[int]] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"filename": self.filename, "reason": self.reason, "index": self.index}
+        if self.faces is not None:
+            out["faces"] = self.faces
+        return out
+
+
 @dataclass
 class EnrolResult:
     user_id: str
     enrolled: list[tuple[int, str]] = field(default_factory=list)  # (image_id, sha256), upload order
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (filename, reason)
+    rejected: list[Rejection] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -79,19 +101,25 @@ def enrol(
     settings: Settings,
     user_id: str,
     uploads: list[tuple[str, bytes]],
+    choices: Sequence[FaceChoice] | None = None,
 ) -> EnrolResult:
-    """Enrol the usable photos among `uploads` for `user_id`; see the module docstring."""
+    """Enrol the usable photos among `uploads` for `user_id`; see the module docstring.
+
+    `choices` (one per upload, None = the usual rule) names the face to use in a group photo: an
+    index into the boxes its `multiple_faces` refusal listed, or a box (faceverify.selection)."""
     if len(uploads) > settings.max_images_per_enroll:
         raise TooLarge("too_many_files", f"at most {settings.max_images_per_enroll} images per request")
+    if choices is not None and len(choices) != len(uploads):
+        raise InvalidInput("invalid_face_choice", "send one face choice per image (empty: automatic)")
     result = EnrolResult(user_id)
-    order, candidates = _judge(engine, settings, uploads, result)
-    for _, reason in result.rejected:
-        metrics.record_enrolment_rejection(reason)
+    order, candidates = _judge(engine, settings, uploads, choices or [None] * len(uploads), result)
+    for rejection in result.rejected:
+        metrics.record_enrolment_rejection(rejection.reason)
     if not order:
-        reasons = {reason for _, reason in result.rejected}
+        reasons = {r.reason for r in result.rejected}
         detail = {
             "message": "no image could be enrolled",
-            "rejected": [{"filename": f, "reason": r} for f, r in result.rejected],
+            "rejected": [r.as_dict() for r in result.rejected],
         }
         if reasons and reasons <= TOO_BIG_REASONS:
             raise TooLarge("no_usable_image", detail)
@@ -105,28 +133,35 @@ def enrol(
 
 
 def _judge(
-    engine: FaceEngine, settings: Settings, uploads: list[tuple[str, bytes]], result: EnrolResult
+    engine: FaceEngine,
+    settings: Settings,
+    uploads: list[tuple[str, bytes]],
+    choices: Sequence[FaceChoice],
+    result: EnrolResult,
 ) -> tuple[list[str], dict[str, _Candidate]]:
-    """Each photo on its own: one clear face -> candidate; else a rejection with a reason."""
+    """Each photo on its own: one clear face (or the chosen one) -> candidate; else a rejection."""
     order: list[str] = []  # sha256 of each accepted upload, in upload order, once each
     candidates: dict[str, _Candidate] = {}
-    for filename, data in uploads:
+    for index, ((filename, data), choice) in enumerate(zip(uploads, choices, strict=True)):
         if len(data) > settings.max_upload_bytes:
-            result.rejected.append((filename, "too_large"))
+            result.rejected.append(Rejection(filename, "too_large", index))
             continue
         if not data:
-            result.rejected.append((filename, "empty"))
+            result.rejected.append(Rejection(filename, "empty", index))
             continue
         digest = sha256_hex(data)
         if digest in candidates:
             continue
         rgb, reason = decode(data, settings.max_upload_bytes, settings.max_pixels)
         if rgb is None:
-            result.rejected.append((filename, reason or "not_an_image"))
+            result.rejected.append(Rejection(filename, reason or "not_an_image", index))
             continue
-        selection = select_enrolment_face(engine.faces(rgb))
+        faces = engine.faces(rgb)
+        selection = select_chosen_face(faces, choice)
         if selection.face is None:
-            result.rejected.append((filename, selection.reason or "no_face"))
+            why = selection.reason or "no_face"
+            boxes = face_boxes(faces) if why in LISTS_FACES else None
+            result.rejected.append(Rejection(filename, why, index, boxes))
             continue
         x, y, w, h = (int(v) for v in selection.face.box)
         candidates[digest] = _Candidate(digest, data, (x, y, w, h), selection.face)

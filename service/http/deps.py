@@ -58,8 +58,9 @@ api_key_header = APIKeyHeader(
 )
 
 
-def require_scope(scope: str) -> Callable[..., Principal]:
-    """Dependency factory: the request's key must be valid, unrevoked and carry `scope` (or admin)."""
+def require_scope(*scopes: str) -> Callable[..., Principal]:
+    """Dependency factory: the request's key must be valid, unrevoked and carry one of `scopes` (or
+    admin); with no scope named, any valid key will do (GET /keys/me, GET /model)."""
 
     def authenticated(
         request: Request, session: SessionDep, presented: Annotated[str | None, Security(api_key_header)]
@@ -70,8 +71,8 @@ def require_scope(scope: str) -> Callable[..., Principal]:
         session.rollback()  # end the read transaction; the route starts its own
         if principal is None:
             raise Unauthenticated("invalid_api_key", "the API key is unknown or revoked")
-        if not principal.allows(scope):
-            raise Forbidden("insufficient_scope", f"this API key lacks the {scope!r} scope")
+        if scopes and not any(principal.allows(scope) for scope in scopes):
+            raise Forbidden("insufficient_scope", f"this API key lacks the {' or '.join(scopes)} scope")
         limiter: RateLimiter = request.app.state.rate_limiter
         limiter.check(principal.name)
         request.state.principal = principal
@@ -84,10 +85,12 @@ VerifyKey = Annotated[Principal, Security(require_scope("verify"))]
 EnrollKey = Annotated[Principal, Security(require_scope("enroll"))]
 ManageKey = Annotated[Principal, Security(require_scope("manage"))]
 AdminKey = Annotated[Principal, Security(require_scope("admin"))]
+AnyKey = Annotated[Principal, Security(require_scope())]
+# The kiosk's frame check serves both its enrol and its verify flow.
+VerifyOrEnrollKey = Annotated[Principal, Security(require_scope("verify", "enroll"))]
 
 UserIdPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")]
 # Ids and offsets are bounded so that an out-of-range integer is a 422, never a database overflow
 # (500) - PostgreSQL's INTEGER columns end at 2**31 - 1.
 MAX_DB_INT = 2**31 - 1
 ImageIdPath = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="An image id from GET /users/{id}.")]
-

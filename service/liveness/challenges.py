@@ -24,6 +24,14 @@ from faceverify.liveness.steps import POSE_STEPS
 from service.errors import Conflict, Forbidden, NotFound
 from service.storage.tables import LivenessBurstHash, LivenessChallenge, User, utcnow
 
+# How a client records the answer: facing the camera first, then a fixed time per step, at a fixed
+# rate. The checks' thresholds were set and measured on bursts recorded this way (the webcam
+# client's defaults; README "Liveness"), so the challenge tells every client (the browser kiosk
+# too) instead of each one guessing.
+BURST_FRAME_RATE = 6.0
+BURST_NEUTRAL_S = 1.0
+BURST_STEP_S = 2.0
+
 
 @dataclass(frozen=True)
 class IssuedChallenge:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Form
 from service.http.deps import SessionDep, SettingsDep, VerifyKey
 from service.http.errors import USER_ID_PATTERN
 from service.http.schemas import ErrorOut
-from service.liveness.challenges import issue_challenge
+from service.liveness.challenges import BURST_FRAME_RATE, BURST_NEUTRAL_S, BURST_STEP_S, issue_challenge
 from service.liveness.schemas import ChallengeOut
 from service.users.service import require_user
 
@@ -41,5 +41,11 @@ def challenge(
         session, user, settings.liveness_challenge_ttl_s, principal.name, settings.liveness_move_closer
     )
     return ChallengeOut(
-        challenge_id=issued.challenge_id, steps=issued.steps, expires_in_s=issued.expires_in_s
+        challenge_id=issued.challenge_id,
+        steps=issued.steps,
+        expires_in_s=issued.expires_in_s,
+        frame_rate=BURST_FRAME_RATE,
+        neutral_s=BURST_NEUTRAL_S,
+        step_s=BURST_STEP_S,
+        max_frames=settings.liveness_max_frames,
     )

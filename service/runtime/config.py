@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     docs_enabled: bool = Field(
         default=False, description="Serve /docs, /redoc and /openapi.json (off: 404)."
     )
+    ui_enabled: bool = Field(
+        default=True,
+        description="Serve the browser UI (kiosk, compare, console) under /ui/; its pages hold no data "
+        "and every call they make needs an API key.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="CORS allow-list of origins; empty: no CORS headers at all."
     )
@@ -195,7 +200,7 @@ class Settings(BaseSettings):
         default=1, ge=1, description="Retry-After sent with 503 overloaded."
     )
     admission_paths: list[str] = Field(
-        default=["/verify", "/enroll", "/liveness"],
+        default=["/verify", "/enroll", "/liveness", "/faces", "/compare"],
         description="Path prefixes that go through admission control (the CPU-heavy routes).",
     )
     header_timeout_s: float = Field(

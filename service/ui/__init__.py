@@ -1,11 +1,10 @@
 """The browser UI: static pages under /ui/ (kiosk, compare, console), served by the service itself.
 
 Same origin as the API, so the pages need no CORS and send the API key only to this service. The
-files are plain HTML, CSS and ES modules (service/ui/static, no build step, nothing from a CDN),
-and are public: they hold no data; every call they make carries the key typed in the page. They get
-their own Content-Security-Policy, still strict: scripts and styles from this origin only (no inline
-code), images from this origin or blob: (photos fetched with the key, then shown), connections to
-this origin only, no frames, no plugins, no form posts. `FACEVERIFY_UI_ENABLED=false` turns it off.
+files are plain HTML, CSS and ES modules (service/ui/static: no build step, nothing from a CDN,
+nothing inline), public because they hold no data: every call they make carries the key typed in
+the page. Their headers (a strict CSP of their own, camera permission) are set by
+service.http.middleware; `FACEVERIFY_UI_ENABLED=false` turns the UI off.
 """
 
 from __future__ import annotations
@@ -16,20 +15,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-PREFIX = "/ui"
-UI_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-    "media-src 'self' blob: mediastream:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'; object-src 'none'"
-)
-# The kiosk needs the camera; nothing else does.
-UI_PERMISSIONS = "camera=(self), microphone=(), geolocation=(), payment=(), usb=()"
 
 
-def is_ui_path(path: str) -> bool:
-    return path == PREFIX or path.startswith(PREFIX + "/")
-
-
-def mount_ui(app: FastAPI) -> None:
-    """Serve the pages at /ui/ (index.html for the folder itself)."""
-    app.mount(PREFIX, StaticFiles(directory=STATIC_DIR, html=True), name="ui")
+def mount_ui(app: FastAPI, prefix: str) -> None:
+    """Serve the pages at `prefix`/ (its index.html for the folder itself)."""
+    app.mount(prefix, StaticFiles(directory=STATIC_DIR, html=True), name="ui")

@@ -69,6 +69,7 @@ def ui_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             "FACEVERIFY_DATABASE_URL": f"sqlite:///{tmp / 'faceverify.db'}",
             "FACEVERIFY_MODEL_DIR": str(release_model_dir()),
             "FACEVERIFY_TF_THREADS": "2",
+            "PYTHONPATH": str(REPO),  # this checkout's code, whatever the venv was installed from
         },
         name="ui",
     )

@@ -211,8 +211,8 @@ def test_console_keys_users_photos_and_audit(browser, ui_service) -> None:
     users_table = browser.find_element(By.ID, "users-table")
     wait(browser, lambda: "doomed" in users_table.text, 30, "users not listed")
     browser.find_element(By.XPATH, "//button[text()='Photos of doomed']").click()
-    show = browser.find_element(By.CSS_SELECTOR, "#user-photos button")
-    show.click()
+    wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#user-photos button"), 30, "no photos")
+    browser.find_element(By.CSS_SELECTOR, "#user-photos button").click()
     wait(
         browser,
         lambda: browser.execute_script(
@@ -231,7 +231,11 @@ def test_console_keys_users_photos_and_audit(browser, ui_service) -> None:
     wait(browser, lambda: "doomed" not in users_table.text, 30, "user still listed")
     assert httpx.get(f"{ui_service.url}/users/doomed", headers=ui_service.headers).status_code == 404
 
-    # Page the audit trail: the second page starts where the first ended.
+    # Page the audit trail: the second page starts where the first ended. (More than a page of
+    # entries: an operator's day of key changes.)
+    for n in range(12):
+        make_key(ui_service, f"door-{n}", ["verify"])
+        assert httpx.delete(f"{ui_service.url}/keys/door-{n}", headers=ui_service.headers).status_code == 200
     total = len(audit(ui_service, limit=500))
     assert total > 20, "the walk should have written more than one page of audit entries"
     browser.find_element(By.CSS_SELECTOR, "#audit-filters button[type=submit]").click()  # reload, no filter

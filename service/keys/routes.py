@@ -10,15 +10,14 @@ scopes the key it was given has, to hide what it cannot do (the service checks a
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
-from pydantic import BaseModel, Field
 
 from service.http.auditing import AuditDep
 from service.http.deps import AdminKey, AnyKey, SessionDep
 from service.http.schemas import ErrorOut
+from service.keys.schemas import KeyCreatedOut, KeyCreateIn, KeyListOut, KeyMeOut, KeyOut, KeyRevokedOut
 from service.security import keys
 
 router = APIRouter(prefix="/keys", tags=["keys"])
@@ -28,40 +27,6 @@ _AUTH: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "No or invalid API key."},
     403: {"model": ErrorOut, "description": "The key lacks the admin scope."},
 }
-
-
-class KeyOut(BaseModel):
-    name: str
-    scopes: list[str] = Field(description="verify, enroll, manage, admin (admin allows everything).")
-    created: dt.datetime
-    revoked: dt.datetime | None = Field(description="When it was revoked; null while active.")
-
-
-class KeyListOut(BaseModel):
-    keys: list[KeyOut]
-
-
-class KeyCreateIn(BaseModel):
-    name: str = Field(description="1-64 characters of A-Za-z0-9_.-, unique.", max_length=64)
-    scopes: list[str] = Field(
-        description="A non-empty subset of verify, enroll, manage, admin.", max_length=4
-    )
-
-
-class KeyCreatedOut(BaseModel):
-    name: str
-    scopes: list[str]
-    secret: str = Field(description="The key, shown this once: send it as X-API-Key. Not stored.")
-
-
-class KeyMeOut(BaseModel):
-    name: str
-    scopes: list[str]
-
-
-class KeyRevokedOut(BaseModel):
-    name: str
-    revoked: bool = True
 
 
 @router.get("/me", response_model=KeyMeOut, responses=_AUTH, summary="The calling key's name and scopes")
