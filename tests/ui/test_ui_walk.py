@@ -225,6 +225,26 @@ def test_console_keys_users_photos_and_audit(browser, ui_service) -> None:
     assert len(viewed) == 1 and viewed[0]["key_name"] == "bootstrap-admin"
     docs_shot(browser, "ui-console")
 
+    # A group photo: refused as multiple_faces with every face's box; clicking a face enrols it.
+    group = LFW / "George_W_Bush" / "George_W_Bush_0020.jpg"
+    browser.find_element(By.ID, "enrol-files").send_keys(str(group))
+    browser.find_element(By.CSS_SELECTOR, "#enrol-form button[type=submit]").click()
+    wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, ".picker svg .face"), 60, "no face picker")
+    refusal = next(c for c in calls(browser) if urlparse(c["url"]).path == "/enroll")["json"]
+    boxes = refusal["detail"]["rejected"][0]["faces"]
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".picker svg .face")) == len(boxes) >= 2
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".picker .face-buttons button")) == len(boxes)
+    no_serious_violations(browser, "console (face picker)")
+    browser.find_elements(By.CSS_SELECTOR, ".picker svg .face")[1].click()  # the smaller face
+    outcome = browser.find_element(By.ID, "enrol-result")
+    wait(
+        browser, lambda: outcome.get_attribute("data-enrolled") == "1", 60, "the chosen face was not enrolled"
+    )
+    resent = [c for c in calls(browser) if urlparse(c["url"]).path == "/enroll"][-1]
+    assert resent["faces"] == ["1"] and resent["status"] == 201
+    stored = httpx.get(f"{ui_service.url}/users/doomed", headers=ui_service.headers).json()["images"]
+    assert boxes[1] in [i["box"] for i in stored]
+
     # Delete the user (two steps) and see it gone.
     browser.find_element(By.XPATH, "//button[text()='Delete doomed']").click()
     browser.find_element(By.XPATH, "//button[text()='Yes, delete doomed']").click()

@@ -21,6 +21,7 @@ export function postEnrol(userId, photos, choices = []) {
 
 /** Ask which face to use in one refused photo; resolves with the index, or null when skipped. */
 function chooseFace(container, photo, rejection) {
+  const faces = rejection.faces.map((box) => ({ box })); // the refusal lists boxes, largest first
   return new Promise((resolve) => {
     const caption = `${photo.name}: ${rejection.faces.length} faces. Which one is ${photo.who}?`;
     const picture = pictureWithFaces(photo.blob, caption);
@@ -34,7 +35,7 @@ function chooseFace(container, photo, rejection) {
       }
     };
     const draw = () =>
-      drawFaces(picture.overlay, picture.img.naturalWidth, picture.img.naturalHeight, rejection.faces, {
+      drawFaces(picture.overlay, picture.img.naturalWidth, picture.img.naturalHeight, faces, {
         onPick: done,
       });
     picture.img.addEventListener("load", draw);
@@ -44,7 +45,7 @@ function chooseFace(container, photo, rejection) {
       { class: "picker", "aria-label": `Choose a face in ${photo.name}` },
       el("h3", {}, "Several faces: choose yours"),
       picture.figure,
-      faceButtons(rejection.faces, width, done),
+      faceButtons(faces, width, done),
       el("button", { type: "button", class: "quiet", onclick: () => done(null) }, "Skip this photo"),
     );
     container.append(box);
