@@ -65,10 +65,13 @@ def calls(browser: Any) -> list[dict[str, Any]]:
     return list(browser.execute_script("return window.__calls || []"))
 
 
-def docs_shot(browser: Any, name: str) -> None:
-    """With FACEVERIFY_UI_DOCS_SHOTS=<folder> (e.g. docs), save the page as <folder>/<name>.png."""
+def docs_shot(browser: Any, name: str, scroll_to: str | None = None) -> None:
+    """With FACEVERIFY_UI_DOCS_SHOTS=<folder> (e.g. docs), save the page as <folder>/<name>.png
+    (scrolled to the element with id `scroll_to` first)."""
     folder = os.environ.get("FACEVERIFY_UI_DOCS_SHOTS")
     if folder:
+        if scroll_to:
+            browser.execute_script("document.getElementById(arguments[0]).scrollIntoView()", scroll_to)
         target = (REPO / folder) if not Path(folder).is_absolute() else Path(folder)
         target.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(target / f"{name}.png"))

@@ -223,7 +223,7 @@ def test_console_keys_users_photos_and_audit(browser, ui_service) -> None:
     )
     viewed = audit(ui_service, action="view_image", user_id="doomed")
     assert len(viewed) == 1 and viewed[0]["key_name"] == "bootstrap-admin"
-    docs_shot(browser, "ui-console")
+    docs_shot(browser, "ui-console", scroll_to="users-section")
 
     # A group photo: refused as multiple_faces with every face's box; clicking a face enrols it.
     group = LFW / "George_W_Bush" / "George_W_Bush_0020.jpg"
@@ -274,3 +274,10 @@ def test_console_keys_users_photos_and_audit(browser, ui_service) -> None:
     assert max(second) < min(int(s) for s in rows_before)
     chain = browser.find_element(By.ID, "audit-chain")
     assert chain.get_attribute("data-ok") == "true", chain.text
+    # The model's operating points and the live figures (drawn from /model and /stats).
+    model = httpx.get(f"{ui_service.url}/model", headers=ui_service.headers).json()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#model-table tbody tr")
+    assert len(rows) == len(model["operating_points"]) >= 1
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#det-chart circle")) == len(model["operating_points"])
+    wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#latency-chart rect"), 30, "no latency")
+    docs_shot(browser, "ui-console-model", scroll_to="model-section")

@@ -63,7 +63,7 @@ export function detChart(svg, points) {
   }
   for (let e = y0; e <= y1; e += 1) {
     svg.append(node("line", { x1: pad.l, x2: W - pad.r, y1: sy(e), y2: sy(e), class: "grid" }));
-    svg.append(node("text", { x: pad.l - 6, y: sy(e) + 4, "text-anchor": "end", class: "label" }, `${(100 * 10 ** e).toPrecision(2)}%`));
+    svg.append(node("text", { x: pad.l - 6, y: sy(e) + 4, "text-anchor": "end", class: "label" }, `${Number((100 * 10 ** e).toPrecision(2))}%`));
   }
   svg.append(node("text", { x: (W + pad.l) / 2, y: H - 6, "text-anchor": "middle", class: "label" }, "false accepts (FAR)"));
   svg.append(node("text", { x: 14, y: (H - pad.b) / 2, "text-anchor": "middle", class: "label", transform: `rotate(-90 14 ${(H - pad.b) / 2})` }, "false rejects (FRR)"));
