@@ -52,6 +52,13 @@ def test_the_pages_load_without_a_key_under_their_own_strict_csp(client) -> None
     assert page.headers["X-Frame-Options"] == "DENY"
     script = client.get("/ui/js/kiosk.js", headers={"X-API-Key": ""})
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    missing = client.get("/ui/js/no-such-file-123.js", headers={"X-API-Key": ""})
+    assert missing.status_code == 404
+    # Metrics never label the pages by their raw path (a scan of /ui/<random> cannot add series).
+    from service.runtime import metrics
+
+    routes = {s.labels["route"] for f in metrics.HTTP_REQUESTS.collect() for s in f.samples}
+    assert routes and not any("no-such-file" in r or r.startswith("/ui/") for r in routes)
     # The API keeps its own policy (nothing may load from a JSON answer), and still needs a key.
     api = client.get("/users", headers={"X-API-Key": ""})
     assert api.status_code == 401 and api.headers["Content-Security-Policy"].startswith("default-src 'none'")
