@@ -7,8 +7,7 @@ Chromium driven by Selenium, headless, whose camera plays a real clip, and an ax
 * `ui_service`: the service as a real process on a free loopback port, one per module.
 * `browser`: a Chromium session (/usr/bin/chromium + /usr/bin/chromedriver: no browser download),
   one per module; on a failed test the page is saved as a PNG under runs/ui-failures/.
-* `axe_violations(driver)`: runs axe-core (npm package, installed by `make test` from
-  package-lock.json) in the page and answers its serious and critical violations.
+The page helpers (sign in, record the page's calls, axe-core) are in ui_pages.py.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ sys.path.insert(0, str(REPO / "tests"))  # live_server.py
 FRAMES = REPO.parent / "shared" / "data" / "frames" / "short_hamilton_clip" / "frames"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-AXE = REPO / "node_modules" / "axe-core" / "axe.js"
 FAILURES = REPO / "runs" / "ui-failures"
 CLIP_FIRST, CLIP_FRAMES = 100, 140  # the performer facing the camera, singing (about 4.7 s at 30 fps)
 
@@ -116,25 +114,3 @@ def browser(driver: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
         console = "\n".join(str(entry) for entry in driver.get_log("browser"))
         (FAILURES / f"{request.node.name}.log").write_text(console)
         print(f"screenshot of the failed page: {shot}")
-
-
-def axe_violations(driver: Any) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on the current page (WCAG 2 A/AA rules).
-
-    axe.js is injected through WebDriver (not a <script> tag), so the page's CSP stays as served."""
-    assert AXE.is_file(), f"{AXE} is missing: run `npm ci` (make test does)"
-    driver.execute_script(AXE.read_text())
-    result = driver.execute_async_script(
-        "const done = arguments[arguments.length - 1];"
-        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},"
-        " resultTypes: ['violations']}).then(r => done(r.violations), e => done([{id: 'axe-error', impact:"
-        " 'critical', help: String(e), nodes: []}]));"
-    )
-    return [v for v in result if v.get("impact") in ("serious", "critical")]
-
-
-def describe(violations: list[dict[str, Any]]) -> str:
-    return "\n".join(
-        f"{v['id']} ({v['impact']}): {v['help']} at {[n.get('target') for n in v.get('nodes', [])][:5]}"
-        for v in violations
-    )

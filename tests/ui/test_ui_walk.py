@@ -15,9 +15,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from conftest import axe_violations, describe
-from pages import calls, docs_shot, open_page, sign_in, wait
 from selenium.webdriver.common.by import By
+from ui_pages import axe_violations, calls, describe, docs_shot, open_page, sign_in, wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

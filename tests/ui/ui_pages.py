@@ -1,5 +1,6 @@
 """Helpers the browser tests share: sign in with a key, wait for the page, record the page's API
-calls (window.fetch wrapped from the test, not by the page), and save documentation screenshots."""
+calls (window.fetch wrapped from the test, not by the page), run axe-core in the page, and save
+documentation screenshots."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 REPO = Path(__file__).resolve().parents[2]
+AXE = REPO / "node_modules" / "axe-core" / "axe.js"  # npm ci (make test) from package-lock.json
 
 # Installed in the page by the test (WebDriver script, not subject to the page's CSP): every call
 # the page makes to the service, with its method, frame count, face choices, status and JSON answer.
@@ -75,3 +77,25 @@ def docs_shot(browser: Any, name: str, scroll_to: str | None = None) -> None:
         target = (REPO / folder) if not Path(folder).is_absolute() else Path(folder)
         target.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(target / f"{name}.png"))
+
+
+def axe_violations(driver: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the current page (WCAG 2 A/AA rules).
+
+    axe.js is injected through WebDriver (not a <script> tag), so the page's CSP stays as served."""
+    assert AXE.is_file(), f"{AXE} is missing: run `npm ci` (make test does)"
+    driver.execute_script(AXE.read_text())
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},"
+        " resultTypes: ['violations']}).then(r => done(r.violations), e => done([{id: 'axe-error', impact:"
+        " 'critical', help: String(e), nodes: []}]));"
+    )
+    return [v for v in result if v.get("impact") in ("serious", "critical")]
+
+
+def describe(violations: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n.get('target') for n in v.get('nodes', [])][:5]}"
+        for v in violations
+    )
