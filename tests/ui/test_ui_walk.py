@@ -244,6 +244,12 @@ def test_console_keys_users_photos_and_audit(browser, ui_service) -> None:
     stored = httpx.get(f"{ui_service.url}/users/doomed", headers=ui_service.headers).json()["images"]
     assert boxes[1] in [i["box"] for i in stored]
 
+    # Unlock (doomed was never locked: the page says so, as the service answered).
+    browser.find_element(By.XPATH, "//button[text()='Unlock doomed']").click()
+    status = browser.find_element(By.ID, "console-status")
+    wait(browser, lambda: "doomed was not locked out" in status.text, 30, "no unlock answer")
+    assert audit(ui_service, action="unlock", user_id="doomed")[0]["summary"]["was_locked"] is False
+
     # Delete the user (two steps) and see it gone.
     browser.find_element(By.XPATH, "//button[text()='Delete doomed']").click()
     browser.find_element(By.XPATH, "//button[text()='Yes, delete doomed']").click()
