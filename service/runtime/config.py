@@ -254,11 +254,16 @@ class Settings(BaseSettings):
         """Cap on a whole request body, enforced while streaming (before it reaches memory or disk).
 
         /verify carries one image or a liveness burst; /enroll at most `max_images_per_enroll`;
+        /faces one photo and /compare two (the browser UI's frame check and compare page);
         anything else is small.
         """
         if path.rstrip("/").endswith("/verify"):
             return max(self.max_upload_bytes, self.liveness_max_total_bytes) + MB
         if path.rstrip("/").endswith("/enroll"):
             return self.max_upload_bytes * self.max_images_per_enroll + MB
+        if path.rstrip("/").endswith("/faces"):
+            return self.max_upload_bytes + MB
+        if path.rstrip("/").endswith("/compare"):
+            return 2 * self.max_upload_bytes + MB
         return MB
 

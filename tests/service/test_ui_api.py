@@ -280,3 +280,18 @@ def test_a_group_photo_is_enrolled_by_choosing_the_face(client) -> None:
         )
         assert bad.status_code == 422 and bad.json()["reason"] == "invalid_face_choice"
     assert client.get("/users/bush3").status_code == 404
+
+
+def test_phone_sized_photos_fit_the_frame_check_and_compare(client) -> None:
+    """Their request caps follow their uploads (one photo; two photos), not the small default cap of
+    the JSON routes: a 1.5 MB photo is ordinary from a phone."""
+    rgb = np.asarray(Image.open(io.BytesIO(lfw_bytes("Colin_Powell", 1))).convert("RGB").resize((1500, 1500)))
+    noisy = np.clip(rgb + np.random.default_rng(0).normal(0, 12, rgb.shape), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noisy).save(buffer, format="JPEG", quality=95)
+    big = buffer.getvalue()
+    assert len(big) > 1024 * 1024
+    checked = client.post("/faces", files={"image": ("big.jpg", big)})
+    assert checked.status_code == 200, checked.text
+    compared = client.post("/compare", files={"image_a": ("a.jpg", big), "image_b": ("b.jpg", big)})
+    assert compared.status_code == 200, compared.text
