@@ -11,6 +11,7 @@ import { keyPanel } from "./keypanel.js";
 import { farLabel, reasonWords } from "./words.js";
 
 const PAGE = 20;
+const OUTCOMES = { verified: "verified", rejected: "not verified" }; // the metrics' outcome labels
 const STATS_EVERY_MS = 5000;
 const status = byId("console-status");
 let principal = null;
@@ -381,7 +382,7 @@ async function loadStats() {
   }
   barChart(
     byId("decisions-chart"),
-    Object.entries(stats.decisions).map(([label, value]) => ({ label, value })),
+    Object.entries(stats.decisions).map(([label, value]) => ({ label: OUTCOMES[label] ?? label, value })),
   );
   const bars = [];
   for (const [route, q] of Object.entries(stats.latency_ms)) {
