@@ -47,8 +47,13 @@ def ensure_enrolled(service: Any, user_id: str, frames: range) -> None:
 
 
 def no_serious_violations(browser: Any, page: str) -> None:
+    """axe-core finds no serious or critical violation, and the page logged no script error and no
+    Content-Security-Policy violation (a refused inline script or style would be one)."""
     violations = axe_violations(browser)
     assert not violations, f"{page}:\n{describe(violations)}"
+    bad = ("Content Security Policy", "Uncaught")
+    errors = [e["message"] for e in browser.get_log("browser") if any(b in e["message"] for b in bad)]
+    assert not errors, f"{page}: {errors}"
 
 
 def start_camera(browser: Any) -> None:
@@ -172,6 +177,14 @@ def test_compare_page_boxes_faces_and_decides_at_each_level(browser, ui_service)
         assert caption in browser.find_element(By.CSS_SELECTOR, f"#preview-{side} figcaption").text
     assert body["similarity"] is None  # a verify key sees decisions, not scores
     no_serious_violations(browser, "compare (result)")
+    # The page's policy is enforced by the browser: an inline script injected now does not run.
+    browser.execute_script(
+        "const s = document.createElement('script'); s.textContent = 'window.__inline = 1';"
+        "document.body.append(s);"
+    )
+    assert browser.execute_script("return window.__inline") is None
+    refused = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert refused, "the browser did not report the refused inline script"
     docs_shot(browser, "ui-compare")
 
 
