@@ -56,6 +56,27 @@ def no_serious_violations(browser: Any, page: str) -> None:
     assert not errors, f"{page}: {errors}"
 
 
+def tab_order(browser: Any, presses: int) -> list[str]:
+    """What Tab focuses, from the top of the page: element ids (or the tag and text)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    # Focus the body: the next Tab starts from the top of the page.
+    browser.execute_script(
+        "document.body.tabIndex = -1; document.body.focus(); document.body.removeAttribute('tabindex')"
+    )
+    seen = []
+    for _ in range(presses):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        seen.append(
+            browser.execute_script(
+                "const e = document.activeElement; if (e.classList.contains('skip')) return 'skip';"
+                "return e.id || e.tagName + ':' + e.textContent.trim();"
+            )
+        )
+    return seen
+
+
 def start_camera(browser: Any) -> None:
     browser.find_element(By.ID, "camera-button").click()
     guidance = browser.find_element(By.ID, "guidance")
@@ -68,6 +89,10 @@ def test_kiosk_enrols_the_performer_from_the_camera(browser, ui_service) -> None
     open_page(browser, ui_service.url, "kiosk.html")
     assert "kiosk-enrol" in sign_in(browser, key)
     no_serious_violations(browser, "kiosk")
+    # Keyboard: Tab walks the controls in reading order, the skip link first.
+    order = tab_order(browser, 9)
+    assert order[:2] == ["skip", "A:faceverify"], order  # then the pages, the key, the form
+    assert order.index("key-forget") < order.index("user-id") < order.index("camera-button"), order
     browser.find_element(By.ID, "user-id").send_keys("performer")
     start_camera(browser)
     checks = [c for c in calls(browser) if c["url"].endswith("/faces")]
