@@ -295,3 +295,17 @@ def test_phone_sized_photos_fit_the_frame_check_and_compare(client) -> None:
     assert checked.status_code == 200, checked.text
     compared = client.post("/compare", files={"image_a": ("a.jpg", big), "image_b": ("b.jpg", big)})
     assert compared.status_code == 200, compared.text
+
+
+def test_live_figures_count_this_process_decisions_and_latency(client) -> None:
+    photo = lfw_bytes("Colin_Powell", 1)
+    client.post("/enroll", data={"user_id": "colin"}, files=[("images", ("1.jpg", photo))])
+    desk = _key(client, "desk", "manage")
+    before = client.get("/stats", headers=desk).json()
+    verified = client.post("/verify", data={"user_id": "colin"}, files={"image": ("p.jpg", photo)}).json()
+    assert verified["verified"] is True
+    after = client.get("/stats", headers=desk).json()
+    assert after["decisions"].get("verified", 0) == before["decisions"].get("verified", 0) + 1
+    assert after["requests"]["/verify"] == before["requests"].get("/verify", 0) + 1
+    latency = after["latency_ms"]["/verify"]
+    assert latency["p50"] is not None and 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
