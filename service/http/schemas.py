@@ -28,3 +28,10 @@ class ReadyOut(BaseModel):
     status: str
     model_version: str | None = None
     database: str | None = None
+    storage: str | None = Field(
+        default=None, description="ok, or why the key file or photo store cannot be used."
+    )
+    reason: str | None = Field(
+        default=None,
+        description="When storage is the problem: encryption_key_unavailable or store_unavailable.",
+    )

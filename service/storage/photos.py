@@ -112,7 +112,8 @@ class ImageStore:
             (self.root / dir_name).rmdir()
 
     def files(self) -> list[Path]:
-        """Every file in the store (temp files included): what the orphan checks in tests compare."""
+        """Every file in the user directories (temp files included, not the store's identity
+        marker at the top): what the orphan checks in tests compare."""
         if not self.root.exists():
             return []
-        return sorted(p for p in self.root.rglob("*") if p.is_file())
+        return sorted(p for p in self.root.rglob("*") if p.is_file() and p.parent != self.root)
