@@ -31,6 +31,7 @@ from service.http.guard import RequestGuardMiddleware
 from service.http.health import DatabaseProbe
 from service.http.middleware import SecurityMiddleware
 from service.liveness import routes as liveness_routes
+from service.liveness.challenges import Sweeper
 from service.runtime import metrics
 from service.runtime.admission import AdmissionMiddleware
 from service.runtime.config import Settings
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
             app.state.ready_probe = ready_probe
             app.state.session_factory = make_session_factory(db_engine)
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+            app.state.liveness_sweeper = Sweeper(settings.liveness_sweep_interval_s)
             if settings.bootstrap_admin_key:
                 given = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
                 await run_in_threadpool(

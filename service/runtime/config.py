@@ -55,6 +55,17 @@ class Settings(BaseSettings):
         default=False, description="Refuse a plain single-image /verify (422 liveness_required)."
     )
     liveness_challenge_ttl_s: int = Field(default=30, gt=0, description="Lifetime of a liveness challenge.")
+    liveness_challenge_retention_s: int = Field(
+        default=3600, ge=0, description="Expired challenges are deleted this long after expiry (sweep)."
+    )
+    liveness_burst_retention_s: int = Field(
+        default=30 * 86400,
+        ge=0,
+        description="Frame hashes of judged bursts (replay refusal) are kept this long, then swept.",
+    )
+    liveness_sweep_interval_s: float = Field(
+        default=60.0, ge=0, description="Sweep of challenges and burst hashes at most this often, on issue."
+    )
     liveness_move_closer: bool = Field(default=False, description="Challenges may also ask to move closer.")
     liveness_min_frames: int = Field(default=8, gt=1, description="Fewest frames in a liveness burst.")
     liveness_max_frames: int = Field(default=48, gt=1, description="Most frames in a liveness burst.")

@@ -4,6 +4,10 @@ State is a database row per user_id, so every replica sees the same counter and 
 failure starts with a write (insert-if-absent, then a locked read on PostgreSQL; on SQLite the
 insert takes the database write lock), so concurrent failures are counted exactly once each.
 The lock period doubles with every repeat lock (capped) and resets after a successful verify.
+
+Whatever the stored timestamps say (a replica whose clock ran a day fast wrote them), a lock never
+lasts longer than `max_s` from now: a lock ending later is cut back to now + max_s when it is read,
+so Retry-After never exceeds the configured maximum (issue 18).
 """
 
 from __future__ import annotations
@@ -39,17 +43,37 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
-def retry_after_s(session: Session, user_id: str, now: dt.datetime | None = None) -> int | None:
-    """Seconds until `user_id` may verify again, or None when it is not locked."""
+def retry_after_s(
+    session: Session, user_id: str, now: dt.datetime | None = None, max_s: int | None = None
+) -> int | None:
+    """Seconds until `user_id` may verify again (at most `max_s`), or None when it is not locked."""
     now = now or utcnow()
     until = _aware(session.scalar(select(VerifyLockout.locked_until).where(VerifyLockout.user_id == user_id)))
     if until is None or until <= now:
         return None
-    return max(1, math.ceil((until - now).total_seconds()))
+    wait = max(1, math.ceil((until - now).total_seconds()))
+    return wait if max_s is None else min(wait, max_s)
 
 
-def ensure_not_locked(session: Session, user_id: str) -> None:
+def clamp_lock(session: Session, user_id: str, max_s: int, now: dt.datetime | None = None) -> None:
+    """Cut a stored lock that ends more than `max_s` from now back to now + max_s (committed)."""
+    now = now or utcnow()
+    limit = now + dt.timedelta(seconds=max_s)
+    session.execute(
+        update(VerifyLockout)
+        .where(VerifyLockout.user_id == user_id, VerifyLockout.locked_until > limit)
+        .values(locked_until=limit)
+    )
+    session.commit()
+
+
+def ensure_not_locked(session: Session, user_id: str, max_s: int | None = None) -> None:
+    """429 `locked_out` while the user is locked; with `max_s`, a lock stored beyond now + max_s
+    (a fast clock wrote it) is cut back first."""
     wait = retry_after_s(session, user_id)
+    if wait is not None and max_s is not None and wait > max_s:
+        clamp_lock(session, user_id, max_s)
+        wait = retry_after_s(session, user_id, max_s=max_s)
     if wait is not None:
         raise TooManyRequests(
             "locked_out",
@@ -73,6 +97,10 @@ def record_failure(session: Session, policy: LockoutPolicy, user_id: str) -> int
     session.refresh(row)
     now = utcnow()
     locked_until, window_start = _aware(row.locked_until), _aware(row.window_start)
+    if locked_until is not None and locked_until > now + dt.timedelta(seconds=policy.max_s):
+        locked_until = row.locked_until = now + dt.timedelta(seconds=policy.max_s)  # a fast clock's
+    if window_start is not None and window_start > now:
+        window_start = None  # a window "starting" in the future: start it now
     period: int | None = None
     if locked_until is not None and locked_until > now:
         pass  # a request that started before the lock: the user is already locked

@@ -199,7 +199,7 @@ def verify_image(
     """Verify `data` (encoded image bytes) against `user_id`'s enrolment; counts a failure to the lockout."""
     request = _request_thresholds(engine, options)
     user = require_user(session, user_id)
-    lockout.ensure_not_locked(session, user_id)
+    lockout.ensure_not_locked(session, user_id, settings.lockout_max_s)
     bank = enrolled_embeddings(session, keyring, user, engine.version)
     session.rollback()  # release the read transaction before the CNN runs
     probe = probe_embedding(engine, settings, data)
@@ -228,9 +228,9 @@ def verify_burst(
     burst (replays are refused) and counts a failure of either to the lockout."""
     request = _request_thresholds(engine, options)
     user = require_user(session, user_id)
-    lockout.ensure_not_locked(session, user_id)
+    lockout.ensure_not_locked(session, user_id, settings.lockout_max_s)
     bank = enrolled_embeddings(session, keyring, user, engine.version)
-    steps = consume_challenge(session, challenge_id, user, key_name)
+    steps = consume_challenge(session, challenge_id, user, key_name, ttl_s=settings.liveness_challenge_ttl_s)
     decoded = read_frames(frames, settings)
     known_sha, earlier = earlier_burst_hashes(session, user)
     session.rollback()  # no transaction held while the CNN runs
