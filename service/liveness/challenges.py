@@ -167,24 +167,17 @@ def sweep(
     then gets 404 instead of 409 `challenge_expired`) and burst hashes older than
     `burst_retention_s` (a burst that old may be sent again). Committed; counts what went."""
     now = now or utcnow()
-    challenges = cast(
-        CursorResult[Any],
-        session.execute(
-            delete(LivenessChallenge)
-            .where(LivenessChallenge.expires_at < now - dt.timedelta(seconds=challenge_retention_s))
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
-    hashes = cast(
-        CursorResult[Any],
-        session.execute(
-            delete(LivenessBurstHash)
-            .where(LivenessBurstHash.created < now - dt.timedelta(seconds=burst_retention_s))
-            .execution_options(synchronize_session=False)
-        ),
-    ).rowcount
+    challenges = _delete_before(session, LivenessChallenge.expires_at, now, challenge_retention_s)
+    hashes = _delete_before(session, LivenessBurstHash.created, now, burst_retention_s)
     session.commit()
-    return SweepResult(int(challenges or 0), int(hashes or 0))
+    return SweepResult(challenges, hashes)
+
+
+def _delete_before(session: Session, column: Any, now: dt.datetime, age_s: int) -> int:
+    """Delete the rows of `column`'s table whose `column` is more than `age_s` before `now`."""
+    statement = delete(column.class_).where(column < now - dt.timedelta(seconds=age_s))
+    result = cast(CursorResult[Any], session.execute(statement.execution_options(synchronize_session=False)))
+    return int(result.rowcount or 0)
 
 
 class Sweeper:
