@@ -32,7 +32,7 @@ router = APIRouter(tags=["enrolment"])
     },
 )
 def enroll(
-    _key: EnrollKey,
+    principal: EnrollKey,
     user_id: Annotated[
         str, Form(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")
     ],
@@ -47,12 +47,20 @@ def enroll(
     rejected with a reason. A photo with a second face at least half as wide as the largest is
     `multiple_faces`; smaller background faces are ignored. Re-sending a stored photo is idempotent
     (sha256). 422 when nothing could be enrolled (413 when every image was too large). Either the
-    whole enrolment is stored or none of it, also across a crash."""
+    whole enrolment is stored or none of it, also across a crash. For an EXISTING user, a key
+    without the manage scope adds only new photos that verify against the user's current
+    enrolment at the model's strictest calibrated level; the others are rejected
+    `not_same_person`."""
     with audit.around("enroll", user_id) as summary:
         # At most max_upload_bytes + 1 bytes per file: enough for the service to say `too_large`.
         uploads = [(u.filename or "", u.file.read(settings.max_upload_bytes + 1)) for u in images]
-        result = enrol(session, store, engine, settings, user_id, uploads)
-        summary.update(enrolled=len(result.enrolled), rejected=[r for _, r in result.rejected])
+        # An enroll-only key may create a user, but adds to an existing one only photos that match it.
+        may_add_unmatched = principal.allows("manage")
+        result = enrol(session, store, engine, settings, user_id, uploads, may_add_unmatched)
+        summary.update(
+            enrolled=len(result.enrolled), rejected=[r for _, r in result.rejected],
+            existing_user=result.existing_user, unmatched_allowed=result.unmatched_allowed,
+        )  # fmt: skip
     return EnrollOut(
         user_id=result.user_id,
         enrolled=[EnrolledImage(image_id=i, sha256=s) for i, s in result.enrolled],
