@@ -48,6 +48,7 @@ from service.faces.images import TOO_BIG_REASONS, decode
 from service.runtime import metrics
 from service.runtime.config import Settings
 from service.runtime.crashpoints import crash_point
+from service.security import audit
 from service.storage.crypto import DecryptionError
 from service.storage.locks import lock_user_dir
 from service.storage.photos import ImageStore, sha256_hex, user_dir_name
@@ -205,6 +206,12 @@ def _persist(
                     crash_point("after_first_publish")
             _restore_damaged_files(store, user_id, user.id, stored, candidates)
         _restore_unreadable_embeddings(session, store, engine, user.id, stored, candidates)
+        # The audit entry in this very transaction: no audit, no enrolment (issue 18).
+        audit.record_in(session, "ok", None, {
+            "enrolled": sum(1 for sha in candidates if sha in ids),
+            "rejected": [r for _, r in result.rejected],
+            "existing_user": result.existing_user, "unmatched_allowed": result.unmatched_allowed,
+        })  # fmt: skip
         crash_point("before_commit")
     except IntegrityError as exc:
         _abandon(session, store, written)

@@ -144,14 +144,18 @@ def earlier_burst_hashes(session: Session, user: User, limit: int = 4000) -> tup
     return {digest for digest, _ in rows}, [from_signed64(int(value)) for _, value in rows]
 
 
-def remember_burst(session: Session, user: User, sha256: Sequence[str], chip_hashes: Sequence[int]) -> None:
-    """Store a judged burst's frame hashes (passed or not) so the same frames cannot be sent again."""
+def remember_burst(
+    session: Session, user: User, sha256: Sequence[str], chip_hashes: Sequence[int], commit: bool = True
+) -> None:
+    """Store a judged burst's frame hashes (passed or not) so the same frames cannot be sent again
+    (`commit=False`: inside the caller's transaction, which commits them with its own writes)."""
     now = utcnow()
     session.add_all(
         LivenessBurstHash(user_pk=user.id, sha256=d, chip_hash=to_signed64(h), created=now)
         for d, h in zip(sha256, chip_hashes, strict=True)
     )
-    session.commit()
+    if commit:
+        session.commit()
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ the image store and the model live, and on the input limits that protect the ser
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
@@ -151,11 +152,27 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="CORS allow-list of origins; empty: no CORS headers at all."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For is believed (e.g. "
+        "[\"10.0.0.0/8\"]); empty: the audit stores the peer address and ignores forwarded headers.",
+    )
     trusted_hosts: list[str] = Field(
         default_factory=lambda: ["*"],
         description="Host header allow-list (e.g. [\"faceverify.lan\", \"127.0.0.1\"]) against DNS "
         "rebinding; [\"*\"] accepts any host.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError: a clear settings error at start
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
 
     @property
     def admin_key_file(self) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
@@ -22,6 +23,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from service.errors import TooManyRequests
+from service.security import audit
 from service.storage.tables import VerifyLockout, utcnow
 
 
@@ -82,8 +84,14 @@ def ensure_not_locked(session: Session, user_id: str, max_s: int | None = None) 
         )
 
 
-def record_failure(session: Session, policy: LockoutPolicy, user_id: str) -> int | None:
-    """Count one failed verify (own transaction, committed); returns the lock period if it locked now."""
+def record_failure(
+    session: Session,
+    policy: LockoutPolicy,
+    user_id: str,
+    before_commit: Callable[[int | None], None] | None = None,
+) -> int | None:
+    """Count one failed verify (own transaction, committed); returns the lock period if it locked now.
+    `before_commit(period)` runs inside that transaction (the request's audit entry goes there)."""
     session.commit()  # start from a clean transaction whose first statement is a write
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
@@ -113,18 +121,26 @@ def record_failure(session: Session, policy: LockoutPolicy, user_id: str) -> int
             period = policy.lock_period_s(row.lock_count)
             row.locked_until = now + dt.timedelta(seconds=period)
             row.failures, row.window_start = 0, None
+    if before_commit is not None:
+        session.flush()
+        before_commit(period)
     session.commit()
     return period
 
 
-def record_success(session: Session, user_id: str) -> None:
-    """A successful verify clears the failure count and the repeat-lock history."""
+def record_success(
+    session: Session, user_id: str, before_commit: Callable[[], None] | None = None
+) -> None:
+    """A successful verify clears the failure count and the repeat-lock history (`before_commit`
+    runs inside that transaction)."""
     session.commit()
     session.execute(
         update(VerifyLockout)
         .where(VerifyLockout.user_id == user_id)
         .values(failures=0, window_start=None, lock_count=0)
     )
+    if before_commit is not None:
+        before_commit()
     session.commit()
 
 
@@ -132,5 +148,6 @@ def unlock(session: Session, user_id: str) -> bool:
     """Lift a lock and forget the failures; True if the user was locked."""
     was_locked = retry_after_s(session, user_id) is not None
     session.execute(delete(VerifyLockout).where(VerifyLockout.user_id == user_id))
+    audit.record_in(session, "ok", None, {"was_locked": was_locked})  # no audit, no unlock
     session.commit()
     return was_locked
