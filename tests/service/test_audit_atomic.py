@@ -23,7 +23,6 @@ from service_testdata import lfw_bytes
 from sqlalchemy import Engine, func, select, text
 from starlette.requests import Request
 
-from service.http.clients import client_address
 from service.runtime.config import Settings
 from service.storage.tables import AuditEntry, Image, User, VerifyLockout
 
@@ -117,6 +116,8 @@ def _request(peer: str, forwarded: str | None) -> Request:
 
 
 def test_forwarded_addresses_count_only_from_configured_proxies() -> None:
+    from service.http.clients import client_address
+
     none = Settings(_env_file=None).trusted_proxy_networks
     proxies = Settings(_env_file=None, trusted_proxies=["10.0.0.0/8"]).trusted_proxy_networks
     assert client_address(_request("10.1.2.3", "203.0.113.66"), none) == "10.1.2.3"  # not configured
