@@ -86,8 +86,8 @@ def test_expired_challenges_and_old_burst_hashes_are_swept_on_issue(client) -> N
     now = _now()
     with client.app.state.session_factory() as session:
         user_pk = session.scalar(select(User.id).where(User.user_id == "bush"))
-        expired = now - dt.timedelta(seconds=settings.liveness_challenge_retention_s + 60)
-        old = now - dt.timedelta(seconds=settings.liveness_burst_retention_s + 60)
+        expired = now - dt.timedelta(days=1)  # past the default retentions (1 h, 30 days)
+        old = now - dt.timedelta(days=60)
         session.execute(
             insert(LivenessChallenge),
             [
@@ -109,3 +109,6 @@ def test_expired_challenges_and_old_burst_hashes_are_swept_on_issue(client) -> N
         hashes = session.scalar(select(func.count()).select_from(LivenessBurstHash))
     assert challenges == 1  # only the live one
     assert hashes == 1  # the recent burst hash is kept: it still refuses a replay
+    assert (
+        settings.liveness_challenge_retention_s < 86400 and settings.liveness_burst_retention_s < 60 * 86400
+    )

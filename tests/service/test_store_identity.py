@@ -116,7 +116,6 @@ def test_a_replica_without_data_dir_or_key_file_makes_no_new_key_and_drops_nothi
 
 def test_another_databases_store_is_refused_and_its_files_kept(settings, face_engine, tmp_path: Path) -> None:
     key, files = _enrolled(settings, face_engine)
-    assert (settings.data_dir / "images" / MARKER_NAME).is_file()
     other_db = settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'other.db'}"})
     with _client(other_db, face_engine) as b:
         ready = b.get("/ready")
