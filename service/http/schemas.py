@@ -16,7 +16,8 @@ class ErrorOut(BaseModel):
         "missing_api_key, invalid_api_key, insufficient_scope, locked_out, rate_limited, invalid_host, "
         "image_quota_exceeded, byte_quota_exceeded, "
         "liveness_required, unknown_challenge, challenge_used, challenge_expired, challenge_user_mismatch, "
-        "challenge_key_mismatch, too_few_frames."
+        "challenge_key_mismatch, too_few_frames, not_same_person, storage_full, audit_unavailable, "
+        "store_unavailable, encryption_key_unavailable."
     )
 
 
