@@ -57,8 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 @contextmanager
 def _open(settings: Settings) -> Iterator[tuple[sessionmaker[Session], ImageStore]]:
     from service.storage.database import make_session_factory
-    from service.storage.setup import open_storage, require_keys
+    from service.storage.setup import open_storage, prepare_private_files, require_keys
 
+    prepare_private_files(settings)  # before the engine opens the SQLite file (see open_storage)
     with open_database(settings) as engine:
         keyring, store = open_storage(settings, engine)  # no new key while sealed rows exist
         require_keys(keyring, settings, engine)

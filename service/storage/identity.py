@@ -74,7 +74,7 @@ class StoreGuard:
             if not inspect(session.get_bind()).has_table(StoreIdentity.__tablename__):
                 log.warning("database schema is older than 0006: the photo store's identity is not checked")
                 return None
-            for _ in range(3):  # a replica starting beside us may create the row first
+            for _ in range(3):  # a replica starting beside us may create the row first (retried)
                 try:
                     self._problem = self._establish(session)
                     break
@@ -87,12 +87,20 @@ class StoreGuard:
 
     def _establish(self, session: Session) -> str | None:
         row = session.scalar(select(StoreIdentity).where(StoreIdentity.id == 1))
-        marker = read_marker(self.store)
         if row is not None:
             self.expected = row.store_id
             session.rollback()
             return None
+        # Claim the row first: a replica creating it at the same moment makes this flush wait for
+        # its commit and then fail (IntegrityError, retried: the row is then read above), so a
+        # marker it has just written is never mistaken for another database's.
+        session.rollback()  # the insert opens the write transaction (SQLite then waits, not fails)
+        store_id = secrets.token_hex(16)
+        session.add(StoreIdentity(id=1, store_id=store_id))
+        session.flush()
+        marker = read_marker(self.store)
         if marker is not None:
+            session.rollback()
             return (
                 f"the photo store {self.store.root} carries identity {marker!r}, which this database does "
                 "not know: it is another database's store (or the database was replaced); nothing was "
@@ -102,13 +110,11 @@ class StoreGuard:
             session.scalars(select(Image.path).where(Image.photo_stored.is_(True)).limit(_SAMPLE_ROWS))
         )
         if paths and not any(self.store.exists(p) for p in paths):
+            session.rollback()
             return (
                 f"the photo store {self.store.root} has none of the photos the database lists (is the "
                 "data volume mounted, is FACEVERIFY_DATA_DIR right?); nothing was changed"
             )
-        store_id = secrets.token_hex(16)
-        session.add(StoreIdentity(id=1, store_id=store_id))
-        session.flush()  # IntegrityError here: another replica created it first (retried)
         _write_marker(self.store, store_id)
         try:
             session.commit()

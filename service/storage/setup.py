@@ -62,8 +62,16 @@ def open_storage(settings: Settings, engine: Engine | None = None) -> tuple[KeyR
 
     The key file is created when missing only if `engine`'s database holds no sealed row (or no
     engine is given: tests and tools that open a store they just made); otherwise the ring is
-    `KeyRing.missing(path)`, whose `problem()` names the file."""
-    prepare_private_files(settings)
+    `KeyRing.missing(path)`, whose `problem()` names the file.
+
+    With an `engine`, the SQLite file is NOT touched here: opening and closing another descriptor
+    of a database file this process has open drops the process's POSIX locks on it, and SQLite in
+    WAL mode then lets another process checkpoint and remove the WAL under it (committed
+    transactions lost). Callers run `prepare_private_files` before creating their engine."""
+    if engine is None:
+        prepare_private_files(settings)
+    else:
+        ensure_private_dir(settings.data_dir)
     key = settings.encryption_key.get_secret_value() if settings.encryption_key else None
     old = settings.encryption_old_keys.get_secret_value()
     path = settings.data_dir / KEY_FILE_NAME

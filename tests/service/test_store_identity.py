@@ -149,3 +149,38 @@ def test_start_up_only_reports_and_the_cli_repairs_only_when_told_and_plausible(
     assert not orphan.exists()
     with _client(settings, face_engine, key) as a:
         assert _image_rows(a) == 2
+
+
+def test_replicas_starting_together_on_a_new_database_agree_on_one_identity(backend, tmp_path: Path) -> None:
+    """Four replicas bind one new database to one shared store at the same moment: all are ready
+    (none takes the marker a sibling just wrote for another database's)."""
+    import threading
+
+    from service.runtime.config import Settings, normalise_database_url
+    from service.storage.database import create_db_engine, make_session_factory, upgrade_to_head
+    from service.storage.identity import StoreGuard
+    from service.storage.setup import open_storage
+
+    settings = Settings(_env_file=None, data_dir=tmp_path / "shared", database_url=backend.url)
+    engine = create_db_engine(normalise_database_url(backend.url), settings)
+    try:
+        upgrade_to_head(engine)
+        problems: list[str | None] = []
+        guards: list[StoreGuard] = []
+
+        def start() -> None:
+            _keyring, store = open_storage(settings, engine)
+            guard = StoreGuard(store)
+            problems.append(guard.establish(make_session_factory(engine)))
+            guards.append(guard)
+
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert problems == [None] * 4
+        assert len({guard.expected for guard in guards}) == 1 and guards[0].expected is not None
+        assert (settings.data_dir / "images" / MARKER_NAME).read_text().strip() == guards[0].expected
+    finally:
+        engine.dispose()
