@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
                 log.error("not ready: %s", await run_in_threadpool(missing_key_message, settings, db_engine))
             app.state.keyring = keyring
             app.state.store = store
-            guard = StoreGuard(store)
+            guard = StoreGuard(store, check=settings.store_photos)
             app.state.store_guard = guard
             # The store must be this database's (else not ready, nothing touched); then the crash
             # check only REPORTS (logged): deleting rows or files is `faceverify store check --repair`.

@@ -98,8 +98,9 @@ def cmd_store_check(args: argparse.Namespace) -> int:
     from service.storage.identity import StoreGuard
     from service.storage.recovery import photo_rows, repair_store
 
-    with _open(settings_from(args)) as (session_factory, store):
-        problem = StoreGuard(store).establish(session_factory)
+    settings = settings_from(args)
+    with _open(settings) as (session_factory, store):
+        problem = StoreGuard(store, check=settings.store_photos).establish(session_factory)
         if problem is not None:
             print(f"refusing to check or repair: {problem}", file=sys.stderr)
             return 2

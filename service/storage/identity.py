@@ -62,14 +62,19 @@ def _write_marker(store: ImageStore, store_id: str) -> None:
 class StoreGuard:
     """The identity this replica expects of its store, and whether the store on disk has it."""
 
-    def __init__(self, store: ImageStore):
+    def __init__(self, store: ImageStore, check: bool = True):
+        """`check=False` (embeddings-only: FACEVERIFY_STORE_PHOTOS=false, where each replica may
+        have a store of its own, e.g. an emptyDir, and no photo is read from it): nothing to bind."""
         self.store = store
+        self.check = check
         self.expected: str | None = None
         self._problem: str | None = None  # found at start-up, before any expected id is known
 
     def establish(self, session_factory: sessionmaker[Session]) -> str | None:
         """Start-up: create the identity (new database and store), adopt an unmarked store of a
         database from before 0006, or learn the database's identity; returns the problem, if any."""
+        if not self.check:
+            return None
         with session_factory() as session:
             if not inspect(session.get_bind()).has_table(StoreIdentity.__tablename__):
                 log.warning("database schema is older than 0006: the photo store's identity is not checked")

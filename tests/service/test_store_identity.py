@@ -184,3 +184,20 @@ def test_replicas_starting_together_on_a_new_database_agree_on_one_identity(back
         assert (settings.data_dir / "images" / MARKER_NAME).read_text().strip() == guards[0].expected
     finally:
         engine.dispose()
+
+
+def test_embeddings_only_replicas_each_with_an_empty_store_are_ready(
+    settings, face_engine, tmp_path: Path
+) -> None:
+    """STORE_PHOTOS=false keeps no photo: each replica may have a store of its own (an emptyDir)."""
+    key_b64 = SecretStr(base64.b64encode(secrets.token_bytes(32)).decode())
+    first = settings.model_copy(update={"encryption_key": key_b64, "store_photos": False})
+    with _client(first, face_engine) as a:
+        a.headers["X-API-Key"] = first.admin_key_file.read_text().strip()
+        assert a.post("/enroll", data={"user_id": "bush"}, files=_files(PHOTOS[:1])).status_code == 201
+        key = first.admin_key_file.read_text().strip()
+    second = first.model_copy(update={"data_dir": tmp_path / "empty-dir"})
+    with _client(second, face_engine, key) as b:
+        assert b.get("/ready").status_code == 200
+        probe = {"image": ("p.jpg", lfw_bytes(*PHOTOS[0]), "image/jpeg")}
+        assert b.post("/verify", data={"user_id": "bush"}, files=probe).json()["votes"] == 1
