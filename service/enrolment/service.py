@@ -32,6 +32,7 @@ photo file is written again, an unreadable embedding is replaced by the one just
 from __future__ import annotations
 
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from faceverify.decision import decide, strictest_request_thresholds
+from faceverify.decision import (
+    TargetFarError,
+    Thresholds,
+    decide,
+    resolve_request_thresholds,
+    strictest_request_thresholds,
+)
 from faceverify.selection import select_enrolment_face
 from service.errors import Conflict, InvalidInput, TooLarge
 from service.faces.engine import FaceEngine
@@ -54,6 +61,8 @@ from service.storage.locks import lock_user_dir
 from service.storage.photos import ImageStore, sha256_hex, user_dir_name
 from service.storage.recovery import repair_dir
 from service.storage.tables import UNREADABLE_ERRORS, Image, User, open_embedding, seal_embedding
+
+log = logging.getLogger("faceverify.service")
 
 
 @dataclass
@@ -178,7 +187,7 @@ def _persist(
         stored = _stored(session, user.id)
         new = [c for c in candidates.values() if c.sha256 not in stored]
         if result.existing_user and not may_add_unmatched and new:
-            new = _matching(store, engine, user.id, stored, new, result)
+            new = _matching(settings, store, engine, user.id, stored, new, result)
             if not new and not any(sha in stored for sha in candidates):
                 reasons = [r for _, r in result.rejected]
                 raise InvalidInput(
@@ -233,7 +242,20 @@ def _persist(
     return ids
 
 
+def match_thresholds(card: dict[str, Any], far: float | None) -> Thresholds:
+    """What a new photo of an existing user must reach: the card's level at `far`
+    (FACEVERIFY_ENROL_MATCH_FAR) or, unset or not a level the card can honour (logged), its
+    strictest level."""
+    if far is not None:
+        try:
+            return resolve_request_thresholds(card, far).thresholds
+        except TargetFarError as exc:
+            log.warning("FACEVERIFY_ENROL_MATCH_FAR=%g unusable (%s): using the strictest level", far, exc)
+    return strictest_request_thresholds(card).thresholds
+
+
 def _matching(
+    settings: Settings,
     store: ImageStore,
     engine: FaceEngine,
     user_pk: int,
@@ -252,7 +274,7 @@ def _matching(
             bank.append(open_embedding(store.keyring, row.embedding, row.embedding_dim, user_pk, sha))
         except UNREADABLE_ERRORS:
             continue
-    thresholds = strictest_request_thresholds(engine.card).thresholds
+    thresholds = match_thresholds(engine.card, settings.enrol_match_far)
     vectors = np.stack(bank) if bank else None
     kept: list[_Candidate] = []
     for candidate in new:

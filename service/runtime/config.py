@@ -138,6 +138,13 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=600, ge=0, description="Requests per minute per API key, per process (0: no limit)."
     )
+    enrol_match_far: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="False-accept level a new photo of an EXISTING user must verify at before an "
+        "enroll-only key may add it (unset: the model card's strictest level).",
+    )
     expose_scores: bool = Field(
         default=False,
         description="Show votes, vote_ratio and best_similarity to every key (else to admin keys only): "

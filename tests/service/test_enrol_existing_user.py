@@ -96,3 +96,16 @@ def test_a_manage_key_may_add_unmatched_photos_audited(client) -> None:
     assert added.status_code == 201 and len(added.json()["enrolled"]) == 1, added.text
     audit = _last_enrol_audit(client)
     assert audit["key"] == "ops" and audit["existing_user"] is True and audit["unmatched_allowed"] is True
+
+
+def test_the_match_level_is_the_cards_strictest_unless_configured() -> None:
+    from service.enrolment.service import match_thresholds
+
+    points = [
+        {"far": far, "detection_threshold": t, "verification_threshold": 0.5}
+        for far, t in ((1e-2, 0.1), (1e-4, 0.9), (1e-6, 0.999))
+    ]
+    card = {"operating_points": points, "default_far": 1e-4, "loosest_far": 1e-2, "thresholds": {}}
+    assert match_thresholds(card, None).detection == 0.999  # strictest by default
+    assert match_thresholds(card, 1e-4).detection == 0.9  # FACEVERIFY_ENROL_MATCH_FAR
+    assert match_thresholds(card, 0.5).detection == 0.999  # looser than the card allows: strictest
