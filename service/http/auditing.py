@@ -42,14 +42,6 @@ class AuditRecorder:
             client=client_address(self.request, self.request.app.state.settings.trusted_proxy_networks),
         )
 
-    def record(
-        self, action: str, user_id: str | None, outcome: str, reason: str | None = None,
-        summary: dict[str, Any] | None = None,
-    ) -> None:  # fmt: skip
-        """Append an entry in its own transaction (for events without an action transaction)."""
-        event = self.pending(action, user_id).event(outcome, reason, summary)
-        audit.append(self.request.app.state.session_factory, event)
-
     @contextmanager
     def around(self, action: str, user_id: str | None) -> Iterator[dict[str, Any]]:
         summary: dict[str, Any] = {}
