@@ -1,5 +1,6 @@
 """Issue 18 item 11 on SQLite and PostgreSQL: a full photo store is 507 `storage_full`, audited,
-with nothing half-written, and the service recovers without a restart.
+with nothing half-written, and the service recovers without a restart; so is a full SQLite disk
+(it said "the database is not answering").
 
 The full disk is real when the test may mount one: DATA_DIR/images is a 512 KiB tmpfs, filled up to
 a few KiB by a filler file (root in a container with CAP_SYS_ADMIN, as on the development box).
@@ -111,3 +112,49 @@ def test_a_full_photo_store_is_507_storage_full_audited_and_recovers(
         full_disk.free()  # space again: no restart needed
         again = _enrol(client, "powell", ("Colin_Powell", 1))
         assert again.status_code == 201, f"{full_disk.kind}: {again.text}"
+
+
+def test_a_full_sqlite_disk_is_507_storage_full_and_recovers(
+    tmp_path: Path, tiny_model_dir: Path, face_engine
+) -> None:
+    """The database's own disk full (SQLite on a 1 MiB tmpfs): 507 `storage_full`, not 503 "the
+    database is not answering"; nothing of the enrolment stays; it works again once space is freed.
+    Needs a real mount (no way to make SQLite's own writes fail otherwise): skipped without one."""
+    from service.runtime.config import Settings
+
+    db_dir = tmp_path / "db"
+    db_dir.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(db_dir)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        settings = Settings(
+            _env_file=None, data_dir=tmp_path / "data", database_url=f"sqlite:///{db_dir / 'fv.db'}",
+            model_dir=tiny_model_dir,
+        )  # fmt: skip
+        with TestClient(
+            create_app(settings, face_engine=face_engine), raise_server_exceptions=False
+        ) as client:
+            client.headers["X-API-Key"] = settings.admin_key_file.read_text().strip()
+            assert _enrol(client, "bush", ("George_W_Bush", 1)).status_code == 201
+            files = set(client.app.state.store.files())
+            filler = db_dir / "filler"
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while True:
+                    os.write(fd, b"\0" * 4096)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+            finally:
+                os.close(fd)
+            answer = _enrol(client, "powell", ("Colin_Powell", 1))
+            assert (answer.status_code, answer.json()["reason"]) == (507, "storage_full"), answer.text
+            assert set(client.app.state.store.files()) == files  # its photo file was removed again
+            filler.unlink()
+            assert _enrol(client, "powell", ("Colin_Powell", 1)).status_code == 201
+            with client.app.state.session_factory() as session:
+                assert session.scalar(select(func.count()).select_from(Image)) == 2
+    finally:
+        subprocess.run(["umount", "-l", str(db_dir)], check=False)
