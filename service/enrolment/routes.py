@@ -52,6 +52,7 @@ def enroll(
     enrolment at the model's strictest calibrated level; the others are rejected
     `not_same_person`."""
     with audit.around("enroll", user_id) as summary:
+        principal.require_user(user_id)
         # At most max_upload_bytes + 1 bytes per file: enough for the service to say `too_large`.
         uploads = [(u.filename or "", u.file.read(settings.max_upload_bytes + 1)) for u in images]
         # An enroll-only key may create a user, but adds to an existing one only photos that match it.

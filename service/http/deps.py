@@ -81,6 +81,9 @@ def require_scope(scope: str) -> Callable[..., Principal]:
             raise Unauthenticated("invalid_api_key", "the API key is unknown or revoked")
         if not principal.allows(scope):
             raise Forbidden("insufficient_scope", f"this API key lacks the {scope!r} scope")
+        path_user = request.path_params.get("user_id")
+        if isinstance(path_user, str):
+            principal.require_user(path_user)  # a key restricted to a user-id prefix
         limiter: RateLimiter = request.app.state.rate_limiter
         limiter.check(principal.name)
         request.state.principal = principal

@@ -17,7 +17,7 @@ class ErrorOut(BaseModel):
         "image_quota_exceeded, byte_quota_exceeded, "
         "liveness_required, unknown_challenge, challenge_used, challenge_expired, challenge_user_mismatch, "
         "challenge_key_mismatch, too_few_frames, not_same_person, storage_full, audit_unavailable, "
-        "store_unavailable, encryption_key_unavailable."
+        "store_unavailable, encryption_key_unavailable, user_not_allowed."
     )
 
 

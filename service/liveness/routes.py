@@ -37,6 +37,7 @@ def challenge(
 ) -> ChallengeOut:
     """Single use, expires after FACEVERIFY_LIVENESS_CHALLENGE_TTL_S; answer it with POST /verify
     (`user_id`, `challenge_id`, `frames` in capture order)."""
+    principal.require_user(user_id)
     user = require_user(session, user_id)
     issued = issue_challenge(
         session, user, settings.liveness_challenge_ttl_s, principal.name, settings.liveness_move_closer

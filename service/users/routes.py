@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Security
+from fastapi import APIRouter, Query, Request, Security
 
 from service.http.auditing import AuditDep
 from service.http.deps import (
@@ -19,6 +19,7 @@ from service.http.deps import (
 )
 from service.http.schemas import ErrorOut
 from service.security import lockout
+from service.security.keys import Principal
 from service.users.schemas import DeletedOut, ImageOut, UnlockOut, UserDetailOut, UserOut, UserPageOut
 from service.users.service import delete_image as delete_image_of_user
 from service.users.service import delete_user as delete_user_and_images
@@ -34,11 +35,13 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 
 @router.get("", response_model=UserPageOut, summary="List enrolled users (paginated, by user_id)")
 def list_users(
+    request: Request,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_DB_INT, description="Users to skip.")] = 0,
 ) -> UserPageOut:
-    page = list_users_page(session, limit, offset)
+    principal: Principal = request.state.principal  # set by the router's scope check
+    page = list_users_page(session, limit, offset, principal.user_prefix)
     return UserPageOut(
         users=[
             UserOut(

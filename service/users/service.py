@@ -44,11 +44,14 @@ class UserPage:
     total: int
 
 
-def list_users(session: Session, limit: int, offset: int) -> UserPage:
-    """One page of users ordered by user_id, with their image counts and embedding model versions
-    (two queries, whatever the page size)."""
-    total = session.scalar(select(func.count()).select_from(User)) or 0
-    users = session.scalars(select(User).order_by(User.user_id).limit(limit).offset(offset)).all()
+def list_users(session: Session, limit: int, offset: int, prefix: str | None = None) -> UserPage:
+    """One page of users ordered by user_id (only those starting with `prefix`, when given), with
+    their image counts and embedding model versions (two queries, whatever the page size)."""
+    where = [User.user_id.startswith(prefix, autoescape=True)] if prefix is not None else []
+    total = session.scalar(select(func.count()).select_from(User).where(*where)) or 0
+    users = session.scalars(
+        select(User).where(*where).order_by(User.user_id).limit(limit).offset(offset)
+    ).all()
     counts: dict[int, tuple[int, list[str]]] = {}
     if users:
         rows = session.execute(

@@ -112,6 +112,7 @@ def verify(
         raise InvalidInput("missing_field", "send either `image`, or `challenge_id` with `frames`")
     options = VerifyOptions(detection_threshold, verification_threshold, target_far)
     with audit.around("verify", user_id) as summary:
+        principal.require_user(user_id)
         result: VerifyResult
         if challenge_id is not None and frames:
             uploads = [read_upload(frame, settings.max_upload_bytes) for frame in frames]
