@@ -34,7 +34,7 @@ router = APIRouter(tags=["enrolment"])
     },
 )
 def enroll(
-    _key: EnrollKey,
+    principal: EnrollKey,
     user_id: Annotated[
         str, Form(pattern=USER_ID_PATTERN, description="1-64 characters of A-Za-z0-9_.-")
     ],
@@ -57,13 +57,21 @@ def enroll(
     `multiple_faces`; smaller background faces are ignored. Re-sending a stored photo is idempotent
     (sha256). 422 when nothing could be enrolled (413 when every image was too large). Either the
     whole enrolment is stored or none of it, also across a crash. A `multiple_faces` refusal lists
-    every face's box; send the photo again with `faces` naming the one meant."""
+    every face's box; send the photo again with `faces` naming the one meant. For an EXISTING user,
+    a key without the manage scope adds only new photos that verify against the user's current
+    enrolment at the model's strictest calibrated level; the others are rejected `not_same_person`."""
     with audit.around("enroll", user_id) as summary:
+        principal.require_user(user_id)
         choices = _face_choices(faces, len(images))
         # At most max_upload_bytes + 1 bytes per file: enough for the service to say `too_large`.
         uploads = [(u.filename or "", u.file.read(settings.max_upload_bytes + 1)) for u in images]
-        result = enrol(session, store, engine, settings, user_id, uploads, choices)
-        summary.update(enrolled=len(result.enrolled), rejected=[r.reason for r in result.rejected])
+        # An enroll-only key may create a user, but adds to an existing one only photos that match it.
+        may_add_unmatched = principal.allows("manage")
+        result = enrol(session, store, engine, settings, user_id, uploads, choices, may_add_unmatched)
+        summary.update(
+            enrolled=len(result.enrolled), rejected=[r.reason for r in result.rejected],
+            existing_user=result.existing_user, unmatched_allowed=result.unmatched_allowed,
+        )  # fmt: skip
         if choices is not None:
             summary["face_choices"] = sum(c is not None for c in choices)
     return EnrollOut(

@@ -6,17 +6,23 @@ same challenge at once both run `UPDATE ... SET used_at = now WHERE challenge_id
 NULL AND expires_at > now`; the database applies them one after the other and only the first
 changes a row (rowcount 1), on SQLite and PostgreSQL alike. Only when nothing changed is the row read
 again, to say why (unknown, foreign, used, expired).
+
+Clocks (issue 18): a challenge is usable only while `now < expires_at <= now + ttl`, so it never
+lives longer than its TTL whatever the issuing replica's clock said (a consumer whose clock is a
+day slow would otherwise accept it for a day).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from faceverify.liveness.freshness import from_signed64, to_signed64
@@ -84,12 +90,15 @@ def consume_challenge(
     user: User,
     api_key_name: str | None = None,
     now: dt.datetime | None = None,
+    ttl_s: int | None = None,
 ) -> list[str]:
     """Mark the challenge used and return its steps, or raise the DomainError that says why not.
+    With `ttl_s`, a challenge expiring more than `ttl_s` from now is refused as expired (clock skew).
 
     A challenge of another user or key is refused WITHOUT consuming it (a stranger cannot burn the
     user's challenge); an unknown, used or expired one is refused as such."""
     now = now or utcnow()
+    latest = now + dt.timedelta(seconds=ttl_s) if ttl_s is not None else None
     row = session.scalar(select(LivenessChallenge).where(LivenessChallenge.challenge_id == challenge_id))
     if row is None:
         session.rollback()
@@ -108,6 +117,7 @@ def consume_challenge(
                 LivenessChallenge.id == row.id,
                 LivenessChallenge.used_at.is_(None),
                 LivenessChallenge.expires_at > now,
+                *([LivenessChallenge.expires_at <= latest] if latest is not None else []),
             )
             .values(used_at=now)
             .execution_options(synchronize_session=False)
@@ -122,6 +132,12 @@ def consume_challenge(
         raise Conflict("challenge_used", "the liveness challenge was already used; ask for a new one")
     if _aware(row.expires_at) <= now:
         raise Conflict("challenge_expired", "the liveness challenge expired; ask for a new one")
+    if latest is not None and _aware(row.expires_at) > latest:
+        raise Conflict(
+            "challenge_expired",
+            "the liveness challenge claims a lifetime longer than the configured TTL (the clocks of "
+            "the replicas disagree); ask for a new one",
+        )
     raise Conflict("challenge_used", "the liveness challenge could not be consumed")  # pragma: no cover
 
 
@@ -136,11 +152,61 @@ def earlier_burst_hashes(session: Session, user: User, limit: int = 4000) -> tup
     return {digest for digest, _ in rows}, [from_signed64(int(value)) for _, value in rows]
 
 
-def remember_burst(session: Session, user: User, sha256: Sequence[str], chip_hashes: Sequence[int]) -> None:
-    """Store a judged burst's frame hashes (passed or not) so the same frames cannot be sent again."""
+def remember_burst(
+    session: Session, user: User, sha256: Sequence[str], chip_hashes: Sequence[int], commit: bool = True
+) -> None:
+    """Store a judged burst's frame hashes (passed or not) so the same frames cannot be sent again
+    (`commit=False`: inside the caller's transaction, which commits them with its own writes)."""
     now = utcnow()
     session.add_all(
         LivenessBurstHash(user_pk=user.id, sha256=d, chip_hash=to_signed64(h), created=now)
         for d, h in zip(sha256, chip_hashes, strict=True)
     )
+    if commit:
+        session.commit()
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    challenges: int
+    burst_hashes: int
+
+
+def sweep(
+    session: Session, challenge_retention_s: int, burst_retention_s: int, now: dt.datetime | None = None
+) -> SweepResult:
+    """Delete challenges expired more than `challenge_retention_s` ago (used or not: a late answer
+    then gets 404 instead of 409 `challenge_expired`) and burst hashes older than
+    `burst_retention_s` (a burst that old may be sent again). Committed; counts what went."""
+    now = now or utcnow()
+    challenges = _delete_before(session, LivenessChallenge.expires_at, now, challenge_retention_s)
+    hashes = _delete_before(session, LivenessBurstHash.created, now, burst_retention_s)
     session.commit()
+    return SweepResult(challenges, hashes)
+
+
+def _delete_before(session: Session, column: Any, now: dt.datetime, age_s: int) -> int:
+    """Delete the rows of `column`'s table whose `column` is more than `age_s` before `now`."""
+    statement = delete(column.class_).where(column < now - dt.timedelta(seconds=age_s))
+    result = cast(CursorResult[Any], session.execute(statement.execution_options(synchronize_session=False)))
+    return int(result.rowcount or 0)
+
+
+class Sweeper:
+    """Runs `sweep` at most once per `interval_s` per process, from the challenge route (issue 18:
+    expired challenges, ~1.9 KB each, and burst hashes were never deleted, so a flood of challenge
+    requests grew the tables without bound). Tied to issuing, the work scales with the flood."""
+
+    def __init__(self, interval_s: float):
+        self.interval_s = interval_s
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        """True for one caller once the interval has passed (the others go on without sweeping)."""
+        with self._lock:
+            now = time.monotonic()
+            if now < self._next:
+                return False
+            self._next = now + self.interval_s
+            return True

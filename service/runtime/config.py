@@ -6,10 +6,11 @@ the image store and the model live, and on the input limits that protect the ser
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
@@ -55,6 +56,17 @@ class Settings(BaseSettings):
         default=False, description="Refuse a plain single-image /verify (422 liveness_required)."
     )
     liveness_challenge_ttl_s: int = Field(default=30, gt=0, description="Lifetime of a liveness challenge.")
+    liveness_challenge_retention_s: int = Field(
+        default=3600, ge=0, description="Expired challenges are deleted this long after expiry (sweep)."
+    )
+    liveness_burst_retention_s: int = Field(
+        default=30 * 86400,
+        ge=0,
+        description="Frame hashes of judged bursts (replay refusal) are kept this long, then swept.",
+    )
+    liveness_sweep_interval_s: float = Field(
+        default=60.0, ge=0, description="Sweep of challenges and burst hashes at most this often, on issue."
+    )
     liveness_move_closer: bool = Field(default=False, description="Challenges may also ask to move closer.")
     liveness_min_frames: int = Field(default=8, gt=1, description="Fewest frames in a liveness burst.")
     liveness_max_frames: int = Field(default=48, gt=1, description="Most frames in a liveness burst.")
@@ -126,6 +138,13 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         default=600, ge=0, description="Requests per minute per API key, per process (0: no limit)."
     )
+    enrol_match_far: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="False-accept level a new photo of an EXISTING user must verify at before an "
+        "enroll-only key may add it (unset: the model card's strictest level).",
+    )
     expose_scores: bool = Field(
         default=False,
         description="Show votes, vote_ratio and best_similarity to every key (else to admin keys only): "
@@ -145,11 +164,27 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, description="CORS allow-list of origins; empty: no CORS headers at all."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For is believed (e.g. "
+        "[\"10.0.0.0/8\"]); empty: the audit stores the peer address and ignores forwarded headers.",
+    )
     trusted_hosts: list[str] = Field(
         default_factory=lambda: ["*"],
         description="Host header allow-list (e.g. [\"faceverify.lan\", \"127.0.0.1\"]) against DNS "
         "rebinding; [\"*\"] accepts any host.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError: a clear settings error at start
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
 
     @property
     def admin_key_file(self) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response, Security
+from fastapi import APIRouter, Query, Request, Response, Security
 
 from service.http.auditing import AuditDep
 from service.http.deps import (
@@ -19,6 +19,7 @@ from service.http.deps import (
 )
 from service.http.schemas import ErrorOut
 from service.security import lockout
+from service.security.keys import Principal
 from service.users.schemas import DeletedOut, ImageOut, UnlockOut, UserDetailOut, UserOut, UserPageOut
 from service.users.service import delete_image as delete_image_of_user
 from service.users.service import delete_user as delete_user_and_images
@@ -32,14 +33,26 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _search_prefix(q: str | None, key_prefix: str | None) -> str | None:
+    """The user-id prefix a listing filters on: the search `q` within the key's own prefix (a key
+    restricted to `kiosk1-` searching `kiosk2` finds nobody: its prefix plus an impossible tail)."""
+    if key_prefix is None or (q is not None and q.startswith(key_prefix)):
+        return q
+    if q is None or key_prefix.startswith(q):
+        return key_prefix
+    return key_prefix + "\x00"  # user ids never contain NUL: an empty page
+
+
 @router.get("", response_model=UserPageOut, summary="List enrolled users (paginated, by user_id)")
 def list_users(
+    request: Request,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_DB_INT, description="Users to skip.")] = 0,
     q: Annotated[str | None, Query(max_length=64, description="Only user ids starting with this.")] = None,
 ) -> UserPageOut:
-    page = list_users_page(session, limit, offset, q)
+    principal: Principal = request.state.principal  # set by the router's scope check
+    page = list_users_page(session, limit, offset, _search_prefix(q, principal.user_prefix))
     return UserPageOut(
         users=[
             UserOut(

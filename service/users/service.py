@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from faceverify.decode import ImageDecodeError, decode_image
 from service.errors import Conflict, NotFound
 from service.runtime.crashpoints import crash_point
+from service.security import audit
 from service.storage.locks import lock_user_dir
 from service.storage.photos import ImageStore, user_dir_name
 from service.storage.recovery import repair_dir
@@ -79,6 +80,8 @@ def delete_user(session: Session, store: ImageStore, user_id: str) -> int:
         user = require_user(session, user_id)
         count = session.scalar(select(func.count()).select_from(Image).where(Image.user_pk == user.id)) or 0
         session.delete(user)
+        session.flush()
+        audit.record_in(session, "ok", None, {"deleted_images": int(count)})  # no audit, no delete
         session.commit()
     except BaseException:
         session.rollback()
@@ -99,6 +102,8 @@ def delete_image(session: Session, store: ImageStore, user_id: str, image_id: in
         if image is None:
             raise NotFound("unknown_image", f"user {user_id!r} has no image {image_id}")
         session.delete(image)
+        session.flush()
+        audit.record_in(session, "ok", None, {"image_id": image_id})  # no audit, no delete
         session.commit()
     except BaseException:
         session.rollback()
