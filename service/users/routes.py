@@ -40,7 +40,7 @@ def _search_prefix(q: str | None, key_prefix: str | None) -> str | None:
         return q
     if q is None or key_prefix.startswith(q):
         return key_prefix
-    return key_prefix + "\x00"  # user ids never contain NUL: an empty page
+    return key_prefix + "/"  # user ids never contain "/": an empty page
 
 
 @router.get("", response_model=UserPageOut, summary="List enrolled users (paginated, by user_id)")
