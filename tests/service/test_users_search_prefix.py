@@ -17,7 +17,9 @@ from service.users.routes import _search_prefix
         ("kio", "kiosk1-", "kiosk1-"),  # a search wider than its prefix stays inside it
     ],
 )
-def test_the_search_stays_within_the_keys_prefix(q: str | None, key_prefix: str | None, expected: str | None) -> None:
+def test_the_search_stays_within_the_keys_prefix(
+    q: str | None, key_prefix: str | None, expected: str | None
+) -> None:
     assert _search_prefix(q, key_prefix) == expected
 
 
