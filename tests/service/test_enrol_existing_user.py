@@ -77,7 +77,9 @@ def test_an_enroll_key_cannot_add_a_strangers_photos_to_an_existing_user(client)
     mixed = _post(client, "colin", [same_face, _lfw(STRANGERS[0])], enroll_key)
     assert mixed.status_code == 201, mixed.text
     assert len(mixed.json()["enrolled"]) == 1
-    assert mixed.json()["rejected"] == [{"filename": "George_W_Bush_1.jpg", "reason": "not_same_person"}]
+    assert mixed.json()["rejected"] == [
+        {"filename": "George_W_Bush_1.jpg", "reason": "not_same_person", "index": 1, "faces": None}
+    ]
     assert _images(client, "colin") == 2
     audit = _last_enrol_audit(client)
     assert audit["outcome"] == "ok" and audit["rejected"] == ["not_same_person"]
