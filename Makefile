@@ -31,12 +31,17 @@ $(MODEL_DIR)/saved_model.pb: $(VENV)/.installed $(wildcard training/release/*.js
 serve: setup release-model
 	FACEVERIFY_MODEL_DIR=$(MODEL_DIR) $(FACEVERIFY) serve
 
+# Test-only npm packages (axe-core for the browser accessibility check), from package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy service faceverify training clients
 	$(VENV)/bin/lint-imports
 
-test: setup lint
+test: setup lint node_modules/.installed
 	$(PY) -m pytest
 
 # The edit loop: everything but the tests marked slow (live servers, crash and fault runs, LFW-wide

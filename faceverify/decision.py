@@ -208,3 +208,14 @@ def default_operating_point(card: Mapping[str, Any]) -> OperatingPoint:
         )
     t = card["thresholds"]
     return OperatingPoint(None, float(t["detection_threshold"]), float(t["verification_threshold"]))
+
+
+def strictest_request_thresholds(card: dict[str, Any]) -> RequestThresholds:
+    """The card's strictest calibrated level (lowest listed FAR), or its thresholds when it has no
+    operating points: what a new photo of an EXISTING user must reach against that user's current
+    enrolment before an `enroll` key may add it (issue 18: appending a stranger's photos took the
+    identity over)."""
+    points = card.get("operating_points") or []
+    if not points:
+        return resolve_request_thresholds(card)
+    return resolve_request_thresholds(card, min(float(p["far"]) for p in points))

@@ -12,6 +12,11 @@
   (:func:`faceverify.quality.quality_failure`), else its reason (``face_too_small``,
   ``low_confidence``, ``too_dark``, ``too_bright``, ``blurry``, ``pose_too_far``).
 
+A person may also say which face to enrol (a group photo: ``select_chosen_face``): an index into
+``largest_first`` order (the order in which a ``multiple_faces`` refusal lists the boxes) or a box
+(the detected face overlapping it most, IoU >= ``MIN_CHOICE_IOU``); the chosen face still passes the
+quality gate. A choice naming no face is ``invalid_face_choice``.
+
 Works on any face with a ``box`` of ``(x, y, w, h)`` (and a ``quality`` for the gate).
 """
 
@@ -22,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from faceverify.config import PRODUCTION, PipelineConfig
+from faceverify.geometry import Box
 from faceverify.quality import FaceQuality, quality_failure
 
 
@@ -85,3 +91,67 @@ def select_enrolment_face(
         if failure is not None:
             return Selection(None, failure, len(faces))
     return Selection(largest, None, len(faces))
+
+
+# A box given by a client (drawn on a resized copy, rounded) still overlaps its face well; two
+# faces side by side overlap far less than this.
+MIN_CHOICE_IOU = 0.3
+
+FaceChoice = int | tuple[float, float, float, float] | None
+
+
+def parse_face_choice(text: str) -> FaceChoice:
+    """A client's choice: "" (none: the usual rule), "2" (an index) or "x,y,w,h" (a box, pixels).
+
+    Raises ValueError for anything else (a negative index, a box with a side <= 0, ...)."""
+    text = text.strip()
+    if not text:
+        return None
+    if text.isdigit():
+        return int(text)
+    parts = [float(p) for p in text.split(",")]  # ValueError on non-numbers
+    if len(parts) != 4 or parts[2] <= 0 or parts[3] <= 0 or not all(map(_finite, parts)):
+        raise ValueError(f"a face choice is an index or x,y,w,h, got {text!r}")
+    x, y, w, h = parts
+    return (x, y, w, h)
+
+
+def _finite(value: float) -> bool:
+    return value == value and abs(value) != float("inf")
+
+
+def face_boxes(faces: Sequence[Any]) -> list[list[int]]:
+    """Every face's box as [x, y, w, h] ints, largest first: what a choice's index refers to."""
+    return [[int(v) for v in f.box] for f in largest_first(faces)]  # int() like enrolment stores it
+
+
+def select_chosen_face(
+    faces: Sequence[Any],
+    choice: FaceChoice,
+    config: PipelineConfig = PRODUCTION,
+    *,
+    quality_gate: bool = True,
+) -> Selection:
+    """The face the client chose (see the module docstring); no choice -> ``select_enrolment_face``."""
+    if choice is None:
+        return select_enrolment_face(faces, config, quality_gate=quality_gate)
+    if not faces:
+        return Selection(None, "no_face", 0)
+    ordered = largest_first(faces)
+    if isinstance(choice, int):
+        if not 0 <= choice < len(ordered):
+            return Selection(None, "invalid_face_choice", len(faces))
+        face = ordered[choice]
+    else:
+        wanted = Box(*choice)
+        overlap = [wanted.iou(Box(*map(float, f.box))) for f in ordered]
+        best = max(range(len(ordered)), key=overlap.__getitem__)
+        if overlap[best] < MIN_CHOICE_IOU:
+            return Selection(None, "invalid_face_choice", len(faces))
+        face = ordered[best]
+    quality = getattr(face, "quality", None)
+    if quality_gate and isinstance(quality, FaceQuality):
+        failure = quality_failure(quality, config.quality)
+        if failure is not None:
+            return Selection(None, failure, len(faces))
+    return Selection(face, None, len(faces))

@@ -13,6 +13,7 @@ CPU-heavy routes before their body is read) -> CORS (when configured) -> BodySiz
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,18 +29,25 @@ from service.http import health
 from service.http.errors import BodySizeLimitMiddleware, install_error_handlers
 from service.http.guard import RequestGuardMiddleware
 from service.http.health import DatabaseProbe
-from service.http.middleware import SecurityMiddleware
+from service.http.middleware import UI_PREFIX, SecurityMiddleware
+from service.inspect import routes as inspect_routes
+from service.keys import routes as keys_routes
 from service.liveness import routes as liveness_routes
+from service.liveness.challenges import Sweeper
 from service.runtime import metrics
 from service.runtime.admission import AdmissionMiddleware
 from service.runtime.config import Settings
 from service.security.bootstrap import ensure_admin_key
 from service.security.ratelimit import RateLimiter
 from service.storage.database import create_db_engine, make_session_factory, upgrade_to_head
+from service.storage.identity import StoreGuard
 from service.storage.recovery import repair_store
-from service.storage.setup import open_storage
+from service.storage.setup import missing_key_message, open_storage, prepare_private_files
+from service.ui import mount_ui
 from service.users import routes as users_routes
 from service.verification import routes as verification_routes
+
+log = logging.getLogger("faceverify.service")
 
 DESCRIPTION = """
 Enrol people from a few photos and verify a new photo against them.
@@ -60,7 +68,7 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        keyring, store = await run_in_threadpool(open_storage, settings)  # before SQLite creates its file
+        await run_in_threadpool(prepare_private_files, settings)  # before SQLite creates its file
         if settings.migrate_on_startup:
             # Unbounded engine: a migration (or waiting for another replica's) may take a while.
             migrate_engine = create_db_engine(settings.sqlalchemy_url, settings, bounded=False)
@@ -82,15 +90,24 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
             app.state.ready_probe = ready_probe
             app.state.session_factory = make_session_factory(db_engine)
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+            app.state.liveness_sweeper = Sweeper(settings.liveness_sweep_interval_s)
             if settings.bootstrap_admin_key:
                 given = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
                 await run_in_threadpool(
                     ensure_admin_key, app.state.session_factory, settings.admin_key_file, given
                 )
+            # No new key for a database that holds sealed rows (issue 18): then not ready instead.
+            keyring, store = await run_in_threadpool(open_storage, settings, db_engine)
+            if keyring.problem() is not None:
+                log.error("not ready: %s", await run_in_threadpool(missing_key_message, settings, db_engine))
             app.state.keyring = keyring
             app.state.store = store
-            # Crash repair: temp files, files without rows, rows without files (logged).
-            await run_in_threadpool(repair_store, app.state.session_factory, store)
+            guard = StoreGuard(store, check=settings.store_photos)
+            app.state.store_guard = guard
+            # The store must be this database's (else not ready, nothing touched); then the crash
+            # check only REPORTS (logged): deleting rows or files is `faceverify store check --repair`.
+            if await run_in_threadpool(guard.establish, app.state.session_factory) is None:
+                await run_in_threadpool(repair_store, app.state.session_factory, store, apply=False)
             app.state.face_engine = engine
             metrics.set_model_info(getattr(engine, "card", {}))
             if settings.warm_up:
@@ -131,7 +148,12 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
     app.add_middleware(RequestGuardMiddleware, settings=settings)
     # Outermost (added last): security headers and the Host allow-list apply to every response, and
     # a request without any key is refused before it takes an admission slot or sends its body.
-    app.add_middleware(SecurityMiddleware, trusted_hosts=settings.trusted_hosts, docs_enabled=docs)
+    app.add_middleware(
+        SecurityMiddleware,
+        trusted_hosts=settings.trusted_hosts,
+        docs_enabled=docs,
+        ui_enabled=settings.ui_enabled,
+    )
     app.add_middleware(metrics.MetricsMiddleware)  # outermost: sees every status, 401s and 413s included
     for router in (
         enrolment_routes.router,
@@ -140,7 +162,11 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
         users_routes.router,
         users_routes.lock_router,
         audit_routes.router,
+        keys_routes.router,
+        inspect_routes.router,
         health.router,
     ):
         app.include_router(router)
+    if settings.ui_enabled:
+        mount_ui(app, UI_PREFIX)
     return app

@@ -60,5 +60,9 @@ class TooManyRequests(DomainError):
     """Lockout or rate limit: 429 with Retry-After."""
 
 
+class InsufficientStorage(DomainError):
+    """The photo store or the database is out of space (`storage_full`): 507, nothing half-written."""
+
+
 class Unavailable(DomainError):
     """A dependency (database, inference capacity) is down or saturated: 503 with Retry-After."""

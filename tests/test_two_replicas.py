@@ -19,7 +19,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from live_server import FACEVERIFY, LiveService, release_model_dir, start_service, stop_service, wait_ready
+from live_server import (
+    FACEVERIFY,
+    LiveService,
+    post_like_a_client,
+    release_model_dir,
+    start_service,
+    stop_service,
+    wait_ready,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 FRAMES = REPO.parent / "shared" / "data" / "frames" / "short_hamilton_clip" / "frames"
@@ -61,6 +69,11 @@ def replicas(
         "FACEVERIFY_MODEL_DIR": str(release_model_dir()),
         "FACEVERIFY_MIGRATE_ON_STARTUP": "false",
         "FACEVERIFY_TF_THREADS": "1",
+        # One request at a time per replica, a short queue: concurrent tests really meet 503
+        # `overloaded` (as on a slow, busy CI box) and must behave like a client (issue 18 item 14).
+        "FACEVERIFY_ADMISSION_MAX_ACTIVE": "1",
+        "FACEVERIFY_ADMISSION_MAX_QUEUED": "1",
+        "FACEVERIFY_ADMISSION_MAX_WAIT_S": "0.05",
     }
     migrate = subprocess.run(
         [str(FACEVERIFY), "db", "upgrade"], capture_output=True, text=True, env=env, timeout=120, cwd=tmp
@@ -82,8 +95,8 @@ def upload(name: str) -> tuple[str, bytes, str]:
 
 
 def stored_files(data_dir: Path) -> set[Path]:
-    """Stored image files (not the database, nor the key files written at first start)."""
-    keys = {"admin-api-key", "encryption-keys.json"}
+    """Stored image files (not the database, the key files or the store marker of the first start)."""
+    keys = {"admin-api-key", "encryption-keys.json", ".faceverify-store-id"}  # and the store's identity
     return {p for p in data_dir.rglob("*") if p.is_file() and p.suffix != ".db" and p.name not in keys}
 
 
@@ -160,7 +173,7 @@ def test_both_replicas_enrol_concurrently_into_one_database(
     a, b, _ = replicas
 
     def enrol(replica: LiveService, user: str, frames: tuple[int, ...]) -> httpx.Response:
-        return httpx.post(
+        return post_like_a_client(
             f"{replica.url}/enroll",
             data={"user_id": user},
             files=[("images", upload(f"frame_{n:04d}.jpg")) for n in frames],
@@ -211,7 +224,7 @@ def test_failed_verifies_through_both_replicas_lock_the_user_on_both(
     assert enrolled.status_code == 201, enrolled.text
 
     def attempt(replica: LiveService, photo: tuple[str, bytes, str]) -> httpx.Response:
-        return httpx.post(
+        return post_like_a_client(
             f"{replica.url}/verify",
             data={"user_id": "lockme"},
             files={"image": photo},

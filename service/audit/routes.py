@@ -1,4 +1,5 @@
-"""GET /audit (admin): the hash-chained audit trail, filtered and paged, newest first."""
+"""GET /audit (admin): the hash-chained audit trail, filtered and paged, newest first; GET /audit/chain
+(admin): the chain checked, as `faceverify audit verify` does."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import AwareDatetime
 
-from service.audit.schemas import AuditEntryOut, AuditPageOut
+from service.audit.schemas import AuditEntryOut, AuditPageOut, ChainOut
 from service.http.deps import MAX_DB_INT, AdminKey, SessionDep
 from service.http.schemas import ErrorOut
 from service.security import audit as audit_log
@@ -62,3 +63,17 @@ def list_audit(
         limit=limit,
         offset=offset,
     )
+
+
+@router.get(
+    "/audit/chain",
+    response_model=ChainOut,
+    responses=_AUTH,
+    summary="Check the hash chain (like `faceverify audit verify`): intact, or the first bad entry",
+)
+def check_chain(_key: AdminKey, session: SessionDep) -> ChainOut:
+    report = audit_log.verify_chain(session)
+    return ChainOut(
+        ok=report.ok, checked=report.checked, last_seq=report.last_seq, last_hash=report.last_hash,
+        bad_seq=report.bad_seq, problem=report.problem,
+    )  # fmt: skip

@@ -27,3 +27,12 @@ class AuditPageOut(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ChainOut(BaseModel):
+    ok: bool = Field(description="Every entry from the anchor to the head is present and unchanged.")
+    checked: int = Field(description="Entries checked.")
+    last_seq: int = Field(description="The head's entry number.")
+    last_hash: str = Field(description="The head's hash: record it elsewhere to detect a rewritten chain.")
+    bad_seq: int | None = Field(default=None, description="The first changed or missing entry.")
+    problem: str | None = None

@@ -43,7 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    return int(func(args) or 0)
+    from service.storage.crypto import KeyConfigError
+
+    try:
+        return int(func(args) or 0)
+    except KeyConfigError as exc:  # e.g. the key file missing while the database holds sealed rows
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

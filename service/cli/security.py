@@ -38,13 +38,16 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         try:
             scopes = keys.parse_scopes(args.scopes)
             with session_factory() as session:
-                secret = keys.create_key(session, args.name, scopes)
+                secret = keys.create_key(session, args.name, scopes, user_prefix=args.user_prefix)
         except DomainError as exc:
             print(f"error: {exc.detail}", file=sys.stderr)
             return 1
-        _audit_cli(session_factory, "key_create", args.name, scopes=sorted(scopes))
+        extra = {"user_prefix": args.user_prefix} if args.user_prefix else {}
+        _audit_cli(session_factory, "key_create", args.name, scopes=sorted(scopes), **extra)
+        only = f", only for user ids starting with {args.user_prefix!r}" if args.user_prefix else ""
         print(
-            f"created API key {args.name!r} with scopes {','.join(sorted(scopes))}; the secret (shown once):"
+            f"created API key {args.name!r} with scopes {','.join(sorted(scopes))}{only}; the secret "
+            "(shown once):"
         )
         print(secret)
         return 0
@@ -137,6 +140,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     create = keys_sub.add_parser("create", help="create a key; prints its secret on the last line (once)")
     create.add_argument("--name", required=True, help="unique name (shown in the audit trail)")
     create.add_argument("--scopes", required=True, help="comma-separated: verify,enroll,manage,admin")
+    create.add_argument(
+        "--user-prefix",
+        help="the key acts only on user ids starting with this (e.g. kiosk1-: one site of several)",
+    )
     add_storage_options(create)
     create.set_defaults(func=cmd_keys_create)
     listing = keys_sub.add_parser("list", help="list keys (names, scopes, status; never secrets)")

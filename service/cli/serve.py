@@ -87,10 +87,12 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     from service.enrolment.reembed import reembed
     from service.faces.engine import FaceEngine
     from service.storage.database import make_session_factory
-    from service.storage.setup import open_storage
+    from service.storage.setup import open_storage, prepare_private_files, require_keys
 
-    _keyring, store = open_storage(settings)
+    prepare_private_files(settings)  # before the engine opens the SQLite file (see open_storage)
     with open_database(settings) as engine:
+        keyring, store = open_storage(settings, engine)  # no new key while sealed rows exist
+        require_keys(keyring, settings, engine)
         face_engine = FaceEngine(settings.model_dir, tf_threads=settings.tf_threads)
         report = reembed(
             make_session_factory(engine),

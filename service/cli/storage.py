@@ -35,11 +35,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "check",
         help="report where the photo store and the database disagree (temp files, files without "
         "rows, rows without files) and stored embeddings or photos that cannot be read (tampered, "
-        "copied from another row, unknown key); --repair fixes the former as the service does at "
-        "start-up and never touches the latter",
+        "copied from another row, unknown key); --repair --yes fixes the former (the service only "
+        "reports them) and never touches the latter",
     )
     add_storage_options(check)
-    check.add_argument("--repair", action="store_true", help="remove/drop what is reported")
+    check.add_argument("--repair", action="store_true", help="remove/drop what is reported (with --yes)")
+    check.add_argument(
+        "--yes", action="store_true", help="confirm the repair (without it: a dry run)"
+    )
+    check.add_argument(
+        "--max-missing-share",
+        type=float,
+        default=0.1,
+        help="refuse to repair when more than this share of the photo rows lack their file (default "
+        "0.1): that is a missing or wrong store, not a crash",
+    )
     check.set_defaults(func=cmd_store_check)
     print_group_help(store)
 
@@ -47,10 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 @contextmanager
 def _open(settings: Settings) -> Iterator[tuple[sessionmaker[Session], ImageStore]]:
     from service.storage.database import make_session_factory
-    from service.storage.setup import open_storage
+    from service.storage.setup import open_storage, prepare_private_files, require_keys
 
-    _keyring, store = open_storage(settings)
+    prepare_private_files(settings)  # before the engine opens the SQLite file (see open_storage)
     with open_database(settings) as engine:
+        keyring, store = open_storage(settings, engine)  # no new key while sealed rows exist
+        require_keys(keyring, settings, engine)
         yield make_session_factory(engine), store
 
 
@@ -83,12 +95,31 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_store_check(args: argparse.Namespace) -> int:
-    from service.storage.recovery import repair_store
+    from service.storage.identity import StoreGuard
+    from service.storage.recovery import photo_rows, repair_store
 
-    with _open(settings_from(args)) as (session_factory, store):
-        report = repair_store(session_factory, store, apply=args.repair, check_blobs=True)
+    settings = settings_from(args)
+    with _open(settings) as (session_factory, store):
+        problem = StoreGuard(store, check=settings.store_photos).establish(session_factory)
+        if problem is not None:
+            print(f"refusing to check or repair: {problem}", file=sys.stderr)
+            return 2
+        report = repair_store(session_factory, store, apply=False, check_blobs=True)
+        apply = args.repair and args.yes and not report.clean
+        total = photo_rows(session_factory)
+        share = len(report.rows_dropped) / total if total else 0.0
+        if apply and share > args.max_missing_share:
+            print(
+                f"refusing to repair: {len(report.rows_dropped)} of {total} photo rows ({share:.0%}) lack "
+                f"their file, more than --max-missing-share {args.max_missing_share:g}. That is a missing "
+                "or wrong photo store, not a crash: check the data volume and FACEVERIFY_DATA_DIR",
+                file=sys.stderr,
+            )
+            return 2
+        if apply:
+            report = repair_store(session_factory, store, apply=True, check_blobs=True, drop_rows=True)
     for line in report.repair_lines():
-        print(line if args.repair else f"to repair: {line}")
+        print(f"repaired: {line}" if apply else f"to repair: {line}")
     for line in report.unreadable_lines():
         print(f"unreadable: {line}")
     if report.clean:
@@ -96,7 +127,9 @@ def cmd_store_check(args: argparse.Namespace) -> int:
         return 0
     fixable = len(report.repair_lines())
     if fixable:
-        print(f"{'repaired' if args.repair else 'found'} {fixable} problem(s)", file=sys.stderr)
+        print(f"{'repaired' if apply else 'found'} {fixable} problem(s)", file=sys.stderr)
+        if args.repair and not args.yes:
+            print("nothing was changed: add --yes to repair", file=sys.stderr)
     if report.unreadable:
         print(f"{len(report.unreadable)} stored blob(s) cannot be read (see above)", file=sys.stderr)
-    return 0 if args.repair and not report.unreadable else 1
+    return 0 if apply and not report.unreadable else 1

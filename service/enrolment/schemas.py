@@ -15,7 +15,13 @@ class RejectedImage(BaseModel):
     reason: str = Field(
         description="no_face, multiple_faces, face_too_small, low_confidence, blurry, too_dark, too_bright, "
         "pose_too_far, not_an_image, unsupported_format, icc_profile_too_large, metadata_too_large, "
-        "image_too_small, bad_aspect_ratio, empty, too_large, too_many_pixels."
+        "image_too_small, bad_aspect_ratio, empty, too_large, too_many_pixels, invalid_face_choice."
+    )
+    index: int = Field(description="Position of the image in the request (0 = first).")
+    faces: list[list[int]] | None = Field(
+        default=None,
+        description="multiple_faces / invalid_face_choice: every face's box [x, y, w, h], largest first; "
+        "send the photo again with `faces` = the index of the one meant (or its box).",
     )
 
 

@@ -2,6 +2,14 @@
 
 Takes plain (filename, bytes) uploads and raises `service.errors` (no HTTP here).
 
+Existing users (issue 18): anyone with an `enroll` key could append a stranger's photos to an
+existing user_id and so take the identity over (with as many strange photos as own ones, the
+victim no longer passed). A NEW photo for an EXISTING user is therefore kept only when it verifies
+against the user's current enrolment (their readable embeddings of the served model, read under the
+user's lock) at the card's strictest calibrated level; otherwise it is rejected on its own with
+`not_same_person`. A key with `manage` (or admin) may add unmatched photos (`may_add_unmatched`).
+A new user may be created with any photos: there is nobody to take over yet.
+
 Crash safety (issue 8): after the CPU work (decode, detect, embed) the write happens in ONE
 database transaction that holds the user's lock (service.storage.locks):
 
@@ -24,6 +32,8 @@ photo file is written again, an unreadable embedding is replaced by the one just
 from __future__ import annotations
 
 import contextlib
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,22 +42,34 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from faceverify.selection import select_enrolment_face
+from faceverify.decision import (
+    TargetFarError,
+    Thresholds,
+    decide,
+    resolve_request_thresholds,
+    strictest_request_thresholds,
+)
+from faceverify.selection import FaceChoice, face_boxes, select_chosen_face
 from service.errors import Conflict, InvalidInput, TooLarge
 from service.faces.engine import FaceEngine
 from service.faces.images import TOO_BIG_REASONS, decode
 from service.runtime import metrics
 from service.runtime.config import Settings
 from service.runtime.crashpoints import crash_point
+from service.security import audit
 from service.storage.crypto import DecryptionError
 from service.storage.locks import lock_user_dir
 from service.storage.photos import ImageStore, sha256_hex, user_dir_name
 from service.storage.recovery import repair_dir
 from service.storage.tables import UNREADABLE_ERRORS, Image, User, open_embedding, seal_embedding
 
+log = logging.getLogger("faceverify.service")
+
 
 @dataclass
 class _Candidate:
+    filename: str
+    index: int  # position in the upload
     sha256: str
     data: bytes
     box: tuple[int, int, int, int]
@@ -55,11 +77,34 @@ class _Candidate:
     embedding: np.ndarray | None = None
 
 
+# Refusals that list every face found, so that the client can say which one it meant.
+LISTS_FACES = ("multiple_faces", "invalid_face_choice")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A photo not enrolled: its name and position in the upload, why, and (group photos) every
+    face's box [x, y, w, h], largest first: the order a face choice's index refers to."""
+
+    filename: str
+    reason: str
+    index: int
+    faces: list[list[int]] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"filename": self.filename, "reason": self.reason, "index": self.index}
+        if self.faces is not None:
+            out["faces"] = self.faces
+        return out
+
+
 @dataclass
 class EnrolResult:
     user_id: str
     enrolled: list[tuple[int, str]] = field(default_factory=list)  # (image_id, sha256), upload order
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (filename, reason)
+    rejected: list[Rejection] = field(default_factory=list)
+    existing_user: bool = False  # photos were added to a user enrolled before this request
+    unmatched_allowed: bool = False  # ... by a key that may add photos that do not match
 
 
 @dataclass(frozen=True)
@@ -70,6 +115,7 @@ class _Stored:
     photo_stored: bool
     embedding: bytes
     embedding_dim: int
+    model_version: str
 
 
 def enrol(
@@ -79,19 +125,27 @@ def enrol(
     settings: Settings,
     user_id: str,
     uploads: list[tuple[str, bytes]],
+    choices: Sequence[FaceChoice] | None = None,
+    may_add_unmatched: bool = True,
 ) -> EnrolResult:
-    """Enrol the usable photos among `uploads` for `user_id`; see the module docstring."""
+    """Enrol the usable photos among `uploads` for `user_id`; see the module docstring.
+
+    `choices` (one per upload, None = the usual rule) names the face to use in a group photo: an
+    index into the boxes its `multiple_faces` refusal listed, or a box (faceverify.selection).
+    `may_add_unmatched=False` (an `enroll`-only key): new photos of an existing user must match."""
     if len(uploads) > settings.max_images_per_enroll:
         raise TooLarge("too_many_files", f"at most {settings.max_images_per_enroll} images per request")
+    if choices is not None and len(choices) != len(uploads):
+        raise InvalidInput("invalid_face_choice", "send one face choice per image (empty: automatic)")
     result = EnrolResult(user_id)
-    order, candidates = _judge(engine, settings, uploads, result)
-    for _, reason in result.rejected:
-        metrics.record_enrolment_rejection(reason)
+    order, candidates = _judge(engine, settings, uploads, choices or [None] * len(uploads), result)
+    for rejection in result.rejected:
+        metrics.record_enrolment_rejection(rejection.reason)
     if not order:
-        reasons = {reason for _, reason in result.rejected}
+        reasons = {r.reason for r in result.rejected}
         detail = {
             "message": "no image could be enrolled",
-            "rejected": [{"filename": f, "reason": r} for f, r in result.rejected],
+            "rejected": [r.as_dict() for r in result.rejected],
         }
         if reasons and reasons <= TOO_BIG_REASONS:
             raise TooLarge("no_usable_image", detail)
@@ -99,37 +153,44 @@ def enrol(
     embeddings = engine.embed_faces([c.face for c in candidates.values()])
     for candidate, vector in zip(candidates.values(), embeddings, strict=True):
         candidate.embedding = vector
-    ids = _persist(session, store, engine, settings, user_id, candidates)
-    result.enrolled = [(ids[digest], digest) for digest in order]
+    ids = _persist(session, store, engine, settings, user_id, candidates, result, may_add_unmatched)
+    result.enrolled = [(ids[digest], digest) for digest in order if digest in ids]
     return result
 
 
 def _judge(
-    engine: FaceEngine, settings: Settings, uploads: list[tuple[str, bytes]], result: EnrolResult
+    engine: FaceEngine,
+    settings: Settings,
+    uploads: list[tuple[str, bytes]],
+    choices: Sequence[FaceChoice],
+    result: EnrolResult,
 ) -> tuple[list[str], dict[str, _Candidate]]:
-    """Each photo on its own: one clear face -> candidate; else a rejection with a reason."""
+    """Each photo on its own: one clear face (or the chosen one) -> candidate; else a rejection."""
     order: list[str] = []  # sha256 of each accepted upload, in upload order, once each
     candidates: dict[str, _Candidate] = {}
-    for filename, data in uploads:
+    for index, ((filename, data), choice) in enumerate(zip(uploads, choices, strict=True)):
         if len(data) > settings.max_upload_bytes:
-            result.rejected.append((filename, "too_large"))
+            result.rejected.append(Rejection(filename, "too_large", index))
             continue
         if not data:
-            result.rejected.append((filename, "empty"))
+            result.rejected.append(Rejection(filename, "empty", index))
             continue
         digest = sha256_hex(data)
         if digest in candidates:
             continue
         rgb, reason = decode(data, settings.max_upload_bytes, settings.max_pixels)
         if rgb is None:
-            result.rejected.append((filename, reason or "not_an_image"))
+            result.rejected.append(Rejection(filename, reason or "not_an_image", index))
             continue
-        selection = select_enrolment_face(engine.faces(rgb))
+        faces = engine.faces(rgb)
+        selection = select_chosen_face(faces, choice)
         if selection.face is None:
-            result.rejected.append((filename, selection.reason or "no_face"))
+            why = selection.reason or "no_face"
+            boxes = face_boxes(faces) if why in LISTS_FACES else None
+            result.rejected.append(Rejection(filename, why, index, boxes))
             continue
         x, y, w, h = (int(v) for v in selection.face.box)
-        candidates[digest] = _Candidate(digest, data, (x, y, w, h), selection.face)
+        candidates[digest] = _Candidate(filename, index, digest, data, (x, y, w, h), selection.face)
         order.append(digest)
     return order, candidates
 
@@ -141,8 +202,11 @@ def _persist(
     settings: Settings,
     user_id: str,
     candidates: dict[str, _Candidate],
+    result: EnrolResult,
+    may_add_unmatched: bool = True,
 ) -> dict[str, int]:
-    """The locked write transaction (steps 1-4 of the module docstring); sha256 -> image id."""
+    """The locked write transaction (steps 1-4 of the module docstring); sha256 -> image id.
+    New photos of an existing user that do not match it are moved to `result.rejected`."""
     if session.in_transaction():
         session.commit()  # end any read transaction of the request: the lock must come first
     crash_point("before_lock")
@@ -150,12 +214,27 @@ def _persist(
     try:
         lock_user_dir(session, user_dir_name(user_id))
         user = session.scalar(select(User).where(User.user_id == user_id))
+        result.existing_user = user is not None
+        result.unmatched_allowed = result.existing_user and may_add_unmatched
         if user is None:
             user = User(user_id=user_id, store_dir=user_dir_name(user_id))
             session.add(user)
             session.flush()
         stored = _stored(session, user.id)
         new = [c for c in candidates.values() if c.sha256 not in stored]
+        if result.existing_user and not may_add_unmatched and new:
+            new = _matching(settings, store, engine, user.id, stored, new, result)
+            if not new and not any(sha in stored for sha in candidates):
+                reasons = [r.reason for r in result.rejected]
+                raise InvalidInput(
+                    "no_usable_image",
+                    {
+                        "message": "no image could be enrolled: new photos of an existing user must "
+                        "match their enrolment (a key with the manage scope may add others)",
+                        "rejected": [r.as_dict() for r in result.rejected],
+                    },
+                    audit={"rejected": reasons, "existing_user": True},
+                )
         _check_quotas(settings, user_id, stored, new)
         rows = [_row(user, c, store, engine, settings) for c in new]
         session.add_all(rows)
@@ -172,6 +251,12 @@ def _persist(
                     crash_point("after_first_publish")
             _restore_damaged_files(store, user_id, user.id, stored, candidates)
         _restore_unreadable_embeddings(session, store, engine, user.id, stored, candidates)
+        # The audit entry in this very transaction: no audit, no enrolment (issue 18).
+        audit.record_in(session, "ok", None, {
+            "enrolled": sum(1 for sha in candidates if sha in ids),
+            "rejected": [r.reason for r in result.rejected],
+            "existing_user": result.existing_user, "unmatched_allowed": result.unmatched_allowed,
+        })  # fmt: skip
         crash_point("before_commit")
     except IntegrityError as exc:
         _abandon(session, store, written)
@@ -193,6 +278,52 @@ def _persist(
     return ids
 
 
+def match_thresholds(card: dict[str, Any], far: float | None) -> Thresholds:
+    """What a new photo of an existing user must reach: the card's level at `far`
+    (FACEVERIFY_ENROL_MATCH_FAR) or, unset or not a level the card can honour (logged), its
+    strictest level."""
+    if far is not None:
+        try:
+            return resolve_request_thresholds(card, far).thresholds
+        except TargetFarError as exc:
+            log.warning("FACEVERIFY_ENROL_MATCH_FAR=%g unusable (%s): using the strictest level", far, exc)
+    return strictest_request_thresholds(card).thresholds
+
+
+def _matching(
+    settings: Settings,
+    store: ImageStore,
+    engine: FaceEngine,
+    user_pk: int,
+    stored: dict[str, _Stored],
+    new: list[_Candidate],
+    result: EnrolResult,
+) -> list[_Candidate]:
+    """The new photos that verify against the user's current enrolment at the strictest level;
+    the others are rejected (`not_same_person`). No readable row of the served model: none match.
+    Raises 422 `no_usable_image` when nothing is left to store or repair."""
+    bank = []
+    for sha, row in stored.items():
+        if row.model_version != engine.version:
+            continue
+        try:
+            bank.append(open_embedding(store.keyring, row.embedding, row.embedding_dim, user_pk, sha))
+        except UNREADABLE_ERRORS:
+            continue
+    thresholds = match_thresholds(engine.card, settings.enrol_match_far)
+    vectors = np.stack(bank) if bank else None
+    kept: list[_Candidate] = []
+    for candidate in new:
+        assert candidate.embedding is not None
+        same = vectors is not None and decide(engine.score(candidate.embedding, vectors), thresholds).verified
+        if same:
+            kept.append(candidate)
+        else:
+            result.rejected.append(Rejection(candidate.filename, "not_same_person", candidate.index))
+            metrics.record_enrolment_rejection("not_same_person")
+    return kept
+
+
 def _abandon(session: Session, store: ImageStore, written: list[str]) -> None:
     """Remove the files written for rows that will never commit, THEN roll back: the lock is still
     held while deleting, so this cannot remove a file another request has just committed."""
@@ -207,12 +338,12 @@ def _stored(session: Session, user_pk: int) -> dict[str, _Stored]:
     rows = session.execute(
         select(
             Image.sha256, Image.id, Image.path, Image.size, Image.photo_stored, Image.embedding,
-            Image.embedding_dim,
+            Image.embedding_dim, Image.model_version,
         ).where(Image.user_pk == user_pk)
     )  # fmt: skip
     return {
-        str(sha): _Stored(int(image_id), str(path), int(size), bool(kept), bytes(blob), int(dim))
-        for sha, image_id, path, size, kept, blob, dim in rows
+        str(sha): _Stored(int(image_id), str(path), int(size), bool(kept), bytes(blob), int(dim), str(v))
+        for sha, image_id, path, size, kept, blob, dim, v in rows
     }
 
 

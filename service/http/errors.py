@@ -22,6 +22,7 @@ from service.errors import (
     Conflict,
     DomainError,
     Forbidden,
+    InsufficientStorage,
     InvalidInput,
     NotFound,
     TooLarge,
@@ -30,7 +31,7 @@ from service.errors import (
     Unavailable,
 )
 from service.runtime.config import Settings
-from service.storage.database import is_database_outage
+from service.storage.database import is_database_outage, is_storage_full
 
 log = logging.getLogger("faceverify.service")
 
@@ -57,6 +58,7 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (Unauthenticated, 401),
     (Forbidden, 403),
     (TooManyRequests, 429),
+    (InsufficientStorage, 507),
     (Unavailable, 503),
 )
 
@@ -123,7 +125,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SQLAlchemyError)
     async def _database_error(request: Request, exc: SQLAlchemyError) -> JSONResponse:
         # The ONE place where a database failure becomes an HTTP answer: an outage (down, frozen,
-        # locked, pool exhausted) is 503 with Retry-After; anything else is a bug, a logged 500.
+        # locked, pool exhausted) is 503 with Retry-After; a full disk 507 storage_full (issue 18);
+        # anything else is a bug, a logged 500.
+        if is_storage_full(exc):
+            log.error("database out of space: %s", str(exc).splitlines()[0])
+            return error_response(
+                507, "storage_full", "the database is out of space; nothing was stored",
+                {"Retry-After": str(request.app.state.settings.db_retry_after_s)},
+            )  # fmt: skip
         if is_database_outage(exc):
             retry = request.app.state.settings.db_retry_after_s
             log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0])

@@ -1,4 +1,8 @@
-"""GET /health (the process answers) and GET /ready (model loaded and warmed up, database reachable).
+"""GET /health (the process answers) and GET /ready (model warm, database reachable, storage usable).
+
+Storage usable (issue 18): the encryption key file is there and the photo store is this database's
+(service.storage.identity); otherwise 503 with `reason` `encryption_key_unavailable` or
+`store_unavailable` and `storage` saying what is wrong.
 
 /health is an `async def` that touches nothing: it answers from the event loop even when every
 worker thread is busy or stuck on a frozen database, so a liveness probe never restarts a node that
@@ -16,6 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, text
 
 from service.http.schemas import HealthOut, ReadyOut
+from service.storage.identity import storage_problem
 
 router = APIRouter(tags=["health"])
 
@@ -59,9 +64,13 @@ class DatabaseProbe:
 @router.get(
     "/ready",
     response_model=ReadyOut,
-    summary="Readiness: model loaded and warmed up, database reachable",
+    summary="Readiness: model loaded and warmed up, database reachable, storage usable",
     responses={
-        503: {"model": ReadyOut, "description": "Model not loaded or not warmed up, or database unreachable."}
+        503: {
+            "model": ReadyOut,
+            "description": "Model not loaded or not warmed up, database unreachable, encryption key "
+            "file gone or photo store missing / another database's (reason, storage).",
+        }
     },
 )
 async def ready(request: Request) -> ReadyOut | JSONResponse:
@@ -70,8 +79,14 @@ async def ready(request: Request) -> ReadyOut | JSONResponse:
     version = getattr(engine, "version", None)
     probe: DatabaseProbe = state.ready_probe
     database = await probe.check(state.db_engine, state.settings.ready_timeout_s)
+    guard = getattr(state, "store_guard", None)
+    problem = storage_problem(guard, state.keyring) if guard is not None else ("", "not opened yet")
+    storage = "ok" if problem is None else problem[1]
     # `warm` is set by the lifespan after the warm-up inference: ready means "a verify will be fast".
-    if engine is None or not getattr(state, "warm", False) or database != "ok":
-        body = ReadyOut(status="not_ready", model_version=version, database=database)
+    if engine is None or not getattr(state, "warm", False) or database != "ok" or problem is not None:
+        body = ReadyOut(
+            status="not_ready", model_version=version, database=database, storage=storage,
+            reason=None if problem is None else problem[0],
+        )  # fmt: skip
         return JSONResponse(status_code=503, content=body.model_dump(), headers={"Retry-After": "2"})
-    return ReadyOut(status="ready", model_version=version, database=database)
+    return ReadyOut(status="ready", model_version=version, database=database, storage=storage)

@@ -29,6 +29,21 @@ SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
 STRICT_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOC_PATHS = ("/docs", "/redoc")
 OPEN_PATHS = ("/health", "/ready")  # probes: no key needed
+# The browser UI's static pages (service/ui) hold no data and load without a key; the calls they
+# make carry the key typed in the page. Their policy is still strict: this origin's scripts and
+# styles only (nothing inline), images from here or blob: (photos fetched with the key), calls to
+# this origin only, no frames, plugins or form posts; and only they may ask for the camera.
+UI_PREFIX = "/ui"
+UI_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+    "media-src 'self' blob: mediastream:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'; object-src 'none'"
+)
+UI_PERMISSIONS = "camera=(self), microphone=(), geolocation=(), payment=(), usb=()"
+
+
+def is_ui_path(path: str) -> bool:
+    return path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
 
 
 def host_allowed(host: str, allowed: list[str]) -> bool:
@@ -43,14 +58,17 @@ def host_allowed(host: str, allowed: list[str]) -> bool:
 
 
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, trusted_hosts: list[str], docs_enabled: bool):
+    def __init__(self, app: ASGIApp, trusted_hosts: list[str], docs_enabled: bool, ui_enabled: bool = False):
         self.app = app
         self.trusted_hosts = trusted_hosts
         self.docs_enabled = docs_enabled
+        self.ui_enabled = ui_enabled
 
     def _open(self, scope: Scope) -> bool:
         path: str = scope.get("path", "")
         if scope.get("method") == "OPTIONS" or path in OPEN_PATHS:  # CORS preflights carry no key
+            return True
+        if self.ui_enabled and is_ui_path(path):
             return True
         return self.docs_enabled and (path.startswith(DOC_PATHS) or path == "/openapi.json")
 
@@ -63,13 +81,17 @@ class SecurityMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope.get("path", "")
         csp = not (self.docs_enabled and path.startswith(DOC_PATHS))
+        ui = self.ui_enabled and is_ui_path(path)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 out = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS:
                     out[name] = value
-                if csp:
+                if ui:
+                    out["Content-Security-Policy"] = UI_CSP
+                    out["Permissions-Policy"] = UI_PERMISSIONS
+                elif csp:
                     out["Content-Security-Policy"] = STRICT_CSP
                 out["X-Request-ID"] = request_id
             await send(message)

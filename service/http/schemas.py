@@ -16,7 +16,8 @@ class ErrorOut(BaseModel):
         "missing_api_key, invalid_api_key, insufficient_scope, locked_out, rate_limited, invalid_host, "
         "image_quota_exceeded, byte_quota_exceeded, "
         "liveness_required, unknown_challenge, challenge_used, challenge_expired, challenge_user_mismatch, "
-        "challenge_key_mismatch, too_few_frames."
+        "challenge_key_mismatch, too_few_frames, not_same_person, storage_full, audit_unavailable, "
+        "store_unavailable, encryption_key_unavailable, user_not_allowed."
     )
 
 
@@ -28,3 +29,10 @@ class ReadyOut(BaseModel):
     status: str
     model_version: str | None = None
     database: str | None = None
+    storage: str | None = Field(
+        default=None, description="ok, or why the key file or photo store cannot be used."
+    )
+    reason: str | None = Field(
+        default=None,
+        description="When storage is the problem: encryption_key_unavailable or store_unavailable.",
+    )

@@ -33,3 +33,7 @@ class ChallengeOut(BaseModel):
         "the user's own left/right), and move_closer where enabled."
     )
     expires_in_s: int = Field(description="The challenge must be answered within this many seconds.")
+    frame_rate: float = Field(description="Record the burst at this many frames per second.")
+    neutral_s: float = Field(description="Seconds facing the camera before the first step.")
+    step_s: float = Field(description="Seconds for each step (from facing the camera, and back).")
+    max_frames: int = Field(description="Most frames a burst may have (FACEVERIFY_LIVENESS_MAX_FRAMES).")

@@ -6,10 +6,11 @@ the image store and the model live, and on the input limits that protect the ser
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1024 * 1024
@@ -22,7 +23,7 @@ def normalise_database_url(url: str) -> str:
     """
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
+            return "postgresql+psycopg://" + url[len(prefix):]
     return url
 
 
@@ -31,7 +32,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FACEVERIFY_", extra="ignore", protected_namespaces=())
 
-    data_dir: Path = Field(default=Path("./data"), description="Image store and the default SQLite database.")
+    data_dir: Path = Field(
+        default=Path("./data"), description="Image store and the default SQLite database."
+    )
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; default sqlite:///<DATA_DIR>/faceverify.db. postgresql:// works.",
@@ -58,6 +61,17 @@ class Settings(BaseSettings):
     )
     liveness_challenge_window_s: int = Field(
         default=300, gt=0, description="Window of liveness_challenges_per_window, seconds."
+    )
+    liveness_challenge_retention_s: int = Field(
+        default=3600, ge=0, description="Expired challenges are deleted this long after expiry (sweep)."
+    )
+    liveness_burst_retention_s: int = Field(
+        default=30 * 86400,
+        ge=0,
+        description="Frame hashes of judged bursts (replay refusal) are kept this long, then swept.",
+    )
+    liveness_sweep_interval_s: float = Field(
+        default=60.0, ge=0, description="Sweep of challenges and burst hashes at most this often, on issue."
     )
     liveness_move_closer: bool = Field(default=False, description="Challenges may also ask to move closer.")
     liveness_min_frames: int = Field(default=8, gt=1, description="Fewest frames in a liveness burst.")
@@ -124,9 +138,18 @@ class Settings(BaseSettings):
     lockout_base_s: int = Field(
         default=60, gt=0, description="First lock period (seconds); doubles on each repeat lock."
     )
-    lockout_max_s: int = Field(default=3600, gt=0, description="Cap on the lock period (seconds).")
+    lockout_max_s: int = Field(
+        default=3600, gt=0, description="Cap on the lock period (seconds)."
+    )
     rate_limit_per_minute: int = Field(
         default=600, ge=0, description="Requests per minute per API key, per process (0: no limit)."
+    )
+    enrol_match_far: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="False-accept level a new photo of an EXISTING user must verify at before an "
+        "enroll-only key may add it (unset: the model card's strictest level).",
     )
     expose_scores: bool = Field(
         default=False,
@@ -136,15 +159,38 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(
         default=0, ge=0, description="`faceverify audit prune` drops entries older than this (0: keep all)."
     )
-    docs_enabled: bool = Field(default=False, description="Serve /docs, /redoc and /openapi.json (off: 404).")
+    docs_enabled: bool = Field(
+        default=False, description="Serve /docs, /redoc and /openapi.json (off: 404)."
+    )
+    ui_enabled: bool = Field(
+        default=True,
+        description="Serve the browser UI (kiosk, compare, console) under /ui/; its pages hold no data "
+        "and every call they make needs an API key.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description="CORS allow-list of origins; empty: no CORS headers at all."
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks of reverse proxies whose X-Forwarded-For is believed (e.g. "
+        "[\"10.0.0.0/8\"]); empty: the audit stores the peer address and ignores forwarded headers.",
+    )
     trusted_hosts: list[str] = Field(
         default_factory=lambda: ["*"],
-        description='Host header allow-list (e.g. ["faceverify.lan", "127.0.0.1"]) against DNS '
-        'rebinding; ["*"] accepts any host.',
+        description="Host header allow-list (e.g. [\"faceverify.lan\", \"127.0.0.1\"]) against DNS "
+        "rebinding; [\"*\"] accepts any host.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError: a clear settings error at start
+        return value
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(p, strict=False) for p in self.trusted_proxies]
 
     @property
     def admin_key_file(self) -> Path:
@@ -191,9 +237,11 @@ class Settings(BaseSettings):
     admission_max_wait_s: float = Field(
         default=0.5, ge=0, description="Longest wait for a slot before 503 overloaded."
     )
-    admission_retry_after_s: int = Field(default=1, ge=1, description="Retry-After sent with 503 overloaded.")
+    admission_retry_after_s: int = Field(
+        default=1, ge=1, description="Retry-After sent with 503 overloaded."
+    )
     admission_paths: list[str] = Field(
-        default=["/verify", "/enroll", "/liveness"],
+        default=["/verify", "/enroll", "/liveness", "/faces", "/compare"],
         description="Path prefixes that go through admission control (the CPU-heavy routes).",
     )
     header_timeout_s: float = Field(
@@ -247,10 +295,16 @@ class Settings(BaseSettings):
         """Cap on a whole request body, enforced while streaming (before it reaches memory or disk).
 
         /verify carries one image or a liveness burst; /enroll at most `max_images_per_enroll`;
+        /faces one photo and /compare two (the browser UI's frame check and compare page);
         anything else is small.
         """
         if path.rstrip("/").endswith("/verify"):
             return max(self.max_upload_bytes, self.liveness_max_total_bytes) + MB
         if path.rstrip("/").endswith("/enroll"):
             return self.max_upload_bytes * self.max_images_per_enroll + MB
+        if path.rstrip("/").endswith("/faces"):
+            return self.max_upload_bytes + MB
+        if path.rstrip("/").endswith("/compare"):
+            return 2 * self.max_upload_bytes + MB
         return MB
+

@@ -171,6 +171,9 @@ def make_config(app: Any, settings: Settings, host: str, port: int, log_level: s
         log_level=log_level,
         log_config=logging_config(settings.log_format, log_level),
         timeout_keep_alive=settings.keep_alive_s,
+        # Forwarded headers are judged by the app (service.http.clients, TRUSTED_PROXIES), not by
+        # uvicorn, which trusted 127.0.0.1 and passed any text on as the client (issue 18).
+        proxy_headers=False,
         timeout_graceful_shutdown=settings.graceful_timeout_s,
         backlog=2048,
     )

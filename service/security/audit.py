@@ -8,6 +8,13 @@ Pruning (retention) deletes the oldest entries and moves the head's *anchor* to 
 last pruned entry, so the remaining chain still verifies from the anchor.
 
 Never image bytes or embeddings: callers pass only counts, thresholds, versions and reasons.
+
+No audit, no action (issue 18): a request's entry is written in the SAME transaction as the action
+it describes. The HTTP layer binds a `PendingAudit` (who, which request, from where) to the
+request's session; the domain code calls `record_in(session, outcome, reason, summary)` just before
+it commits its action, so an entry that cannot be written (a full disk, a broken column, the
+database gone) rolls the action back and the client gets 503 `audit_unavailable`. Refusals (no
+action taken) are appended on their own afterwards, as before.
 """
 
 from __future__ import annotations
@@ -20,8 +27,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from service.errors import Unavailable
+from service.storage.database import is_database_outage
 from service.storage.tables import AuditEntry, AuditHead, utcnow
 
 SessionFactory = Callable[[], Session]
@@ -85,13 +95,90 @@ def _append_locked(session: Session, head: AuditHead, event: AuditEvent) -> Audi
     return entry
 
 
+class AuditUnavailable(Unavailable):
+    """The audit entry could not be written, so the action it describes was not done: 503."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "audit_unavailable",
+            "the audit trail cannot be written, so nothing was done; retry shortly",
+            retry_after_s=5,
+        )
+
+
+def _guarded(write: Callable[[], int]) -> int:
+    """Run an audit write; a database outage stays itself (503 database_unavailable), any other
+    database failure becomes AuditUnavailable (503), never a 500."""
+    try:
+        return write()
+    except SQLAlchemyError as exc:
+        if is_database_outage(exc):
+            raise
+        raise AuditUnavailable() from exc
+
+
 def append(session_factory: SessionFactory, event: AuditEvent) -> int:
     """Append one event in its own transaction (independent of the request's); returns its seq."""
-    with session_factory() as session:
+
+    def write() -> int:
+        with session_factory() as session:
+            head = _lock_head(session)
+            entry = _append_locked(session, head, event)
+            session.commit()
+            return entry.seq
+
+    return _guarded(write)
+
+
+def append_in(session: Session, event: AuditEvent) -> int:
+    """Append one event inside `session`'s current transaction (flushed, NOT committed)."""
+
+    def write() -> int:
         head = _lock_head(session)
         entry = _append_locked(session, head, event)
-        session.commit()
+        session.flush()
         return entry.seq
+
+    return _guarded(write)
+
+
+PENDING_KEY = "faceverify.audit"
+
+
+@dataclass
+class PendingAudit:
+    """A request's audit entry waiting for its action: who, which request, from where."""
+
+    action: str
+    user_id: str | None
+    key_name: str | None = None
+    request_id: str | None = None
+    client: str | None = None
+    written: bool = False
+
+    def event(self, outcome: str, reason: str | None, summary: dict[str, Any] | None) -> AuditEvent:
+        return AuditEvent(
+            self.action, outcome, self.user_id, self.key_name, reason, dict(summary or {}),
+            self.request_id, self.client,
+        )  # fmt: skip
+
+
+def bind(session: Session, pending: PendingAudit) -> None:
+    """Make `record_in` on this session write `pending`'s entry."""
+    session.info[PENDING_KEY] = pending
+
+
+def record_in(
+    session: Session, outcome: str, reason: str | None = None, summary: dict[str, Any] | None = None
+) -> None:
+    """Write the bound request's audit entry into the action's own transaction, just before the
+    action commits (raises AuditUnavailable when it cannot: the caller's rollback undoes the
+    action). Without a bound request (the CLI, direct calls) there is nothing to write."""
+    pending: PendingAudit | None = session.info.get(PENDING_KEY)
+    if pending is None:
+        return
+    append_in(session, pending.event(outcome, reason, summary))
+    pending.written = True
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ A secret is `fvk_<key_id>_<secret>`: `key_id` (8 random bytes, hex) finds the ro
 (32 random bytes, 256 bits) is checked against the stored SHA-256 with `hmac.compare_digest`.
 Only the hash is stored. Keys live in the database and are read on every request, so a revocation
 takes effect on the next request on every replica.
+
+A key may be restricted to user ids starting with a prefix (`keys create --user-prefix kiosk1-`:
+one deployment serving several sites; issue 18). The restriction is stored with the scopes, as the
+token `user:<prefix>`, so it needs no schema change and travels wherever the scopes do.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.errors import Conflict, InvalidInput, NotFound
+from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.security import audit
 from service.storage.tables import ApiKey, utcnow
 
 SCOPES = ("verify", "enroll", "manage", "admin")
 PREFIX = "fvk"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _SECRET_PATTERN = re.compile(r"^fvk_([0-9a-f]{16})_([A-Za-z0-9_\-]{43})$")
+USER_TOKEN = "user:"  # scopes token carrying a key's user-id prefix
 
 
 @dataclass(frozen=True)
@@ -33,9 +39,18 @@ class Principal:
 
     name: str
     scopes: frozenset[str]
+    user_prefix: str | None = None  # set: the key acts only on user ids that start with it
 
     def allows(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
+
+    def require_user(self, user_id: str) -> None:
+        """403 `user_not_allowed` for a user id outside the key's prefix (a kiosk's key cannot
+        enrol, verify, read or delete another site's users)."""
+        if self.user_prefix is not None and not user_id.startswith(self.user_prefix):
+            raise Forbidden(
+                "user_not_allowed", f"this API key acts only on user ids starting with {self.user_prefix!r}"
+            )
 
 
 def _digest(secret: str) -> str:
@@ -55,27 +70,44 @@ def new_secret() -> str:
     return f"{PREFIX}_{secrets.token_hex(8)}_{secrets.token_urlsafe(32)}"
 
 
-def create_key(session: Session, name: str, scopes: frozenset[str], secret: str | None = None) -> str:
+def create_key(
+    session: Session,
+    name: str,
+    scopes: frozenset[str],
+    secret: str | None = None,
+    user_prefix: str | None = None,
+) -> str:
     """Store a new key and return its secret (the only time it exists outside the caller).
 
     `secret` lets an operator bring a secret made with `new_secret` (FACEVERIFY_ADMIN_API_KEY for
-    the first admin key of a deployment); it must have that exact shape, so it has its entropy."""
+    the first admin key of a deployment); it must have that exact shape, so it has its entropy.
+    `user_prefix` restricts the key to user ids starting with it (not for admin keys)."""
     if not NAME_PATTERN.match(name):
         raise InvalidInput("invalid_key_name", "key names are 1-64 characters of A-Za-z0-9_.-")
     parse_scopes(",".join(scopes))
+    tokens = sorted(scopes)
+    if user_prefix is not None:
+        if not NAME_PATTERN.match(user_prefix) or "admin" in scopes:
+            raise InvalidInput(
+                "invalid_user_prefix", "a user prefix is 1-64 characters of A-Za-z0-9_.- (not for admin keys)"
+            )
+        tokens.append(USER_TOKEN + user_prefix)
     secret = secret if secret is not None else new_secret()
     match = _SECRET_PATTERN.match(secret)
     if match is None:
         raise InvalidInput("invalid_key_secret", "a key secret must be made by `faceverify keys new-secret`")
     key_id = match.group(1)
     session.add(
-        ApiKey(name=name, key_id=key_id, secret_sha256=_digest(secret), scopes=",".join(sorted(scopes)))
+        ApiKey(name=name, key_id=key_id, secret_sha256=_digest(secret), scopes=",".join(tokens))
     )
     try:
-        session.commit()
+        session.flush()
     except IntegrityError as exc:
         session.rollback()
         raise Conflict("key_exists", f"an API key named {name!r} already exists") from exc
+    # A request's audit entry goes into this transaction: no audit, no key (the CLI audits itself).
+    audit.record_in(session, "ok", None, {"name": name, "scopes": tokens})
+    session.commit()
     return secret
 
 
@@ -89,7 +121,15 @@ def authenticate(session: Session, presented: str) -> Principal | None:
     expected = row.secret_sha256 if row is not None else "0" * 64
     if not hmac.compare_digest(expected, _digest(presented)) or row is None or row.revoked is not None:
         return None
-    return Principal(row.name, row.scope_set)
+    return principal_of(row)
+
+
+def principal_of(row: ApiKey) -> Principal:
+    """The key's scopes, and its user-id prefix from the `user:` token, if any."""
+    tokens = row.scope_set
+    prefixes = [t[len(USER_TOKEN) :] for t in tokens if t.startswith(USER_TOKEN)]
+    scopes = frozenset(t for t in tokens if not t.startswith(USER_TOKEN))
+    return Principal(row.name, scopes, prefixes[0] if prefixes else None)
 
 
 def list_keys(session: Session) -> list[ApiKey]:
@@ -102,7 +142,8 @@ def revoke_key(session: Session, name: str) -> None:
         raise NotFound("unknown_key", f"no API key named {name!r}")
     if row.revoked is None:
         row.revoked = utcnow()
-        session.commit()
+    audit.record_in(session, "ok", None, {"name": name})
+    session.commit()
 
 
 def any_key_exists(session: Session) -> bool:

@@ -4,12 +4,17 @@ State is a database row per user_id, so every replica sees the same counter and 
 failure starts with a write (insert-if-absent, then a locked read on PostgreSQL; on SQLite the
 insert takes the database write lock), so concurrent failures are counted exactly once each.
 The lock period doubles with every repeat lock (capped) and resets after a successful verify.
+
+Whatever the stored timestamps say (a replica whose clock ran a day fast wrote them), a lock never
+lasts longer than `max_s` from now: a lock ending later is cut back to now + max_s when it is read,
+so Retry-After never exceeds the configured maximum (issue 18).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, update
@@ -19,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from service.errors import TooManyRequests
 from service.runtime.config import Settings
+from service.security import audit
 from service.storage.tables import VerifyLockout, utcnow
 
 
@@ -50,17 +56,37 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
-def retry_after_s(session: Session, user_id: str, now: dt.datetime | None = None) -> int | None:
-    """Seconds until `user_id` may verify again, or None when it is not locked."""
+def retry_after_s(
+    session: Session, user_id: str, now: dt.datetime | None = None, max_s: int | None = None
+) -> int | None:
+    """Seconds until `user_id` may verify again (at most `max_s`), or None when it is not locked."""
     now = now or utcnow()
     until = _aware(session.scalar(select(VerifyLockout.locked_until).where(VerifyLockout.user_id == user_id)))
     if until is None or until <= now:
         return None
-    return max(1, math.ceil((until - now).total_seconds()))
+    wait = max(1, math.ceil((until - now).total_seconds()))
+    return wait if max_s is None else min(wait, max_s)
 
 
-def ensure_not_locked(session: Session, user_id: str) -> None:
+def clamp_lock(session: Session, user_id: str, max_s: int, now: dt.datetime | None = None) -> None:
+    """Cut a stored lock that ends more than `max_s` from now back to now + max_s (committed)."""
+    now = now or utcnow()
+    limit = now + dt.timedelta(seconds=max_s)
+    session.execute(
+        update(VerifyLockout)
+        .where(VerifyLockout.user_id == user_id, VerifyLockout.locked_until > limit)
+        .values(locked_until=limit)
+    )
+    session.commit()
+
+
+def ensure_not_locked(session: Session, user_id: str, max_s: int | None = None) -> None:
+    """429 `locked_out` while the user is locked; with `max_s`, a lock stored beyond now + max_s
+    (a fast clock wrote it) is cut back first."""
     wait = retry_after_s(session, user_id)
+    if wait is not None and max_s is not None and wait > max_s:
+        clamp_lock(session, user_id, max_s)
+        wait = retry_after_s(session, user_id, max_s=max_s)
     if wait is not None:
         raise TooManyRequests(
             "locked_out",
@@ -69,8 +95,14 @@ def ensure_not_locked(session: Session, user_id: str) -> None:
         )
 
 
-def record_failure(session: Session, policy: LockoutPolicy, user_id: str) -> int | None:
-    """Count one failed verify (own transaction, committed); returns the lock period if it locked now."""
+def record_failure(
+    session: Session,
+    policy: LockoutPolicy,
+    user_id: str,
+    before_commit: Callable[[int | None], None] | None = None,
+) -> int | None:
+    """Count one failed verify (own transaction, committed); returns the lock period if it locked now.
+    `before_commit(period)` runs inside that transaction (the request's audit entry goes there)."""
     session.commit()  # start from a clean transaction whose first statement is a write
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(
@@ -84,6 +116,10 @@ def record_failure(session: Session, policy: LockoutPolicy, user_id: str) -> int
     session.refresh(row)
     now = utcnow()
     locked_until, window_start = _aware(row.locked_until), _aware(row.window_start)
+    if locked_until is not None and locked_until > now + dt.timedelta(seconds=policy.max_s):
+        locked_until = row.locked_until = now + dt.timedelta(seconds=policy.max_s)  # a fast clock's
+    if window_start is not None and window_start > now:
+        window_start = None  # a window "starting" in the future: start it now
     period: int | None = None
     if locked_until is not None and locked_until > now:
         pass  # a request that started before the lock: the user is already locked
@@ -96,18 +132,26 @@ def record_failure(session: Session, policy: LockoutPolicy, user_id: str) -> int
             period = policy.lock_period_s(row.lock_count)
             row.locked_until = now + dt.timedelta(seconds=period)
             row.failures, row.window_start = 0, None
+    if before_commit is not None:
+        session.flush()
+        before_commit(period)
     session.commit()
     return period
 
 
-def record_success(session: Session, user_id: str) -> None:
-    """A successful verify clears the failure count and the repeat-lock history."""
+def record_success(
+    session: Session, user_id: str, before_commit: Callable[[], None] | None = None
+) -> None:
+    """A successful verify clears the failure count and the repeat-lock history (`before_commit`
+    runs inside that transaction)."""
     session.commit()
     session.execute(
         update(VerifyLockout)
         .where(VerifyLockout.user_id == user_id)
         .values(failures=0, window_start=None, lock_count=0)
     )
+    if before_commit is not None:
+        before_commit()
     session.commit()
 
 
@@ -115,5 +159,6 @@ def unlock(session: Session, user_id: str) -> bool:
     """Lift a lock and forget the failures; True if the user was locked."""
     was_locked = retry_after_s(session, user_id) is not None
     session.execute(delete(VerifyLockout).where(VerifyLockout.user_id == user_id))
+    audit.record_in(session, "ok", None, {"was_locked": was_locked})  # no audit, no unlock
     session.commit()
     return was_locked

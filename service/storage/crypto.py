@@ -32,6 +32,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from service.errors import Unavailable
+
 MAGIC = b"FVE1"
 KEY_BYTES = 32
 KEY_ID_BYTES = 8
@@ -61,6 +63,19 @@ class DecryptionError(CryptoError):
 
 class KeyConfigError(CryptoError):
     """The configured key material is unusable (bad base64, wrong length, unreadable key file)."""
+
+
+class KeyUnavailable(Unavailable):
+    """The key file vanished while serving (issue 18): the request gets 503
+    `encryption_key_unavailable` and /ready says not ready, never a 500 (and never a new key)."""
+
+    def __init__(self, path: Path):
+        super().__init__(
+            "encryption_key_unavailable",
+            f"the encryption key file {path} is gone: restore it (from its backup) so stored photos "
+            "and embeddings can be read and new ones sealed",
+            retry_after_s=30,
+        )
 
 
 def key_id_of(key: bytes) -> str:
@@ -150,7 +165,7 @@ class KeyRing:
     """The keys this process can decrypt with, and the one it encrypts with (`current_id`)."""
 
     def __init__(self, keys: dict[str, bytes], current_id: str, key_file: Path | None = None):
-        if current_id not in keys:
+        if current_id not in keys and keys:
             raise KeyConfigError("the current key is not in the key ring")
         self._keys = dict(keys)
         self._current = current_id
@@ -185,15 +200,35 @@ class KeyRing:
         keys, current = _load(path)
         return cls(keys, current, key_file=path)
 
+    @classmethod
+    def missing(cls, path: Path) -> KeyRing:
+        """A ring with no key at all, for a replica whose key file is missing while the database
+        holds sealed rows: it is not ready, and every use raises KeyUnavailable."""
+        ring = cls.__new__(cls)
+        ring._keys, ring._current, ring._key_file, ring._stamp = {}, "", path, None
+        ring._lock = threading.Lock()
+        return ring
+
     @property
     def key_file(self) -> Path | None:
         return self._key_file
+
+    def problem(self) -> str | None:
+        """None when the keys can be used; else why not (a stat of the key file)."""
+        try:
+            self.refresh()  # a restored key file is picked up here, without a restart
+        except (KeyUnavailable, KeyConfigError) as exc:
+            return str(getattr(exc, "detail", exc))
+        return None
 
     def refresh(self) -> None:
         """Re-read the key file if it changed (a rotation by another process); cheap stat otherwise."""
         if self._key_file is None:
             return
-        stamp = _stamp(self._key_file)
+        try:
+            stamp = _stamp(self._key_file)
+        except FileNotFoundError as exc:
+            raise KeyUnavailable(self._key_file) from exc
         if stamp == self._stamp:
             return
         with self._lock:
@@ -226,6 +261,8 @@ class KeyRing:
         if key is None:
             self.refresh()
             key = self._keys.get(key_id)
+        if key is None and not self._keys:
+            raise KeyUnavailable(self._key_file or Path(KEY_FILE_NAME))
         if key is None:
             raise DecryptionError(f"blob sealed with unknown key {key_id}", "unknown_key")
         nonce = blob[len(MAGIC) + KEY_ID_BYTES : HEADER_BYTES]

@@ -132,6 +132,15 @@ _OUTAGE_ERRORS = (
 )
 
 
+def is_storage_full(exc: BaseException) -> bool:
+    """True when the database refused a write for lack of space: SQLite's SQLITE_FULL ("database or
+    disk is full"), PostgreSQL's disk_full (53100)."""
+    original = getattr(exc, "orig", None)
+    if getattr(original, "sqlite_errorcode", None) == 13:  # SQLITE_FULL
+        return True
+    return getattr(original, "sqlstate", None) == "53100"
+
+
 def is_database_outage(exc: BaseException) -> bool:
     """True when `exc` says the database is down, frozen, locked or out of connections."""
     if isinstance(exc, _OUTAGE_ERRORS):

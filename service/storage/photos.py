@@ -14,15 +14,30 @@ whose rows never committed) is removed by `service.storage.recovery` at start-up
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
 from pathlib import Path
 
+from service.errors import InsufficientStorage
 from service.runtime.crashpoints import crash_point
 from service.storage.crypto import KeyRing, ensure_private_dir, fsync_dir, photo_aad, sealed_key_id
 
 TEMP_PREFIX = ".tmp-"
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class StorageFull(InsufficientStorage):
+    """The photo store's disk (or quota) is full: 507 `storage_full`; the write left nothing."""
+
+    def __init__(self, root: Path):
+        super().__init__(
+            "storage_full",
+            "the photo store is out of space; nothing was stored (free space and retry)",
+            retry_after_s=60,
+        )
+        self.root = root
 
 
 def sha256_hex(data: bytes) -> str:
@@ -71,6 +86,16 @@ class ImageStore:
         return True
 
     def _write_atomic(self, final: Path, blob: bytes) -> None:
+        """temp -> fsync -> rename -> fsync dir; a full disk (ENOSPC, EDQUOT, EFBIG) becomes
+        StorageFull after the temp file is removed (issue 18: it was a 500)."""
+        try:
+            self._write_atomic_unchecked(final, blob)
+        except OSError as exc:
+            if exc.errno in _FULL:
+                raise StorageFull(self.root) from exc
+            raise
+
+    def _write_atomic_unchecked(self, final: Path, blob: bytes) -> None:
         ensure_private_dir(final.parent)
         temp = final.with_name(f"{TEMP_PREFIX}{final.name}-{secrets.token_hex(6)}")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -112,7 +137,8 @@ class ImageStore:
             (self.root / dir_name).rmdir()
 
     def files(self) -> list[Path]:
-        """Every file in the store (temp files included): what the orphan checks in tests compare."""
+        """Every file in the user directories (temp files included, not the store's identity
+        marker at the top): what the orphan checks in tests compare."""
         if not self.root.exists():
             return []
-        return sorted(p for p in self.root.rglob("*") if p.is_file())
+        return sorted(p for p in self.root.rglob("*") if p.is_file() and p.parent != self.root)

@@ -1,4 +1,10 @@
-"""Make the photo store and the database agree again after a crash (run at start-up and by CLI).
+"""Find (and, when told to, fix) where the photo store and the database disagree after a crash.
+
+Who deletes what (issue 18: a replica with an empty data directory dropped every row at start-up):
+the start-up check only REPORTS (`apply=False`, logged); `faceverify store check --repair --yes`
+repairs, and refuses when more than a small share of the rows lack their file (a missing or wrong
+store, not a crash); a delete or a failed enrolment removes the files of its own user's directory
+that have no row (`drop_rows=False`: it never drops rows).
 
 What can be out of step, and what is done about it (each per user directory, under that user's
 lock, so a live enrolment or delete in another process is never disturbed):
@@ -21,7 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.storage.crypto import DecryptionError
@@ -55,11 +61,12 @@ class RepairReport:
         self.unreadable += other.unreadable
 
     def repair_lines(self) -> list[str]:
-        """What the repair removes or drops (or would, in a dry run)."""
-        out = [f"removed temp file {p}" for p in self.temp_files_removed]
-        out += [f"removed file without a database row {p}" for p in self.orphan_files_removed]
+        """What the repair removes or drops (or would: the start-up check and a dry run)."""
+        out = [f"temp file {p} (removed by the repair)" for p in self.temp_files_removed]
+        out += [f"file without a database row {p} (removed by the repair)" for p in self.orphan_files_removed]
         out += [
-            f"dropped image {i} of user {u!r}: its photo file {p} is missing" for i, u, p in self.rows_dropped
+            f"image {i} of user {u!r}: its photo file {p} is missing (the repair drops the row)"
+            for i, u, p in self.rows_dropped
         ]
         return out
 
@@ -87,10 +94,12 @@ def repair_dir(
     apply: bool = True,
     log_findings: bool = True,
     check_blobs: bool = False,
+    drop_rows: bool = False,
 ) -> RepairReport:
     """Bring one user directory and its rows into agreement (one locked transaction).
 
     A delete calls this to remove the files it just orphaned (`log_findings=False`: expected).
+    Rows whose file is missing are dropped only with `apply` and `drop_rows` (the CLI's repair).
     `check_blobs` also opens every embedding and photo of the directory's rows (see module doc)."""
     report = RepairReport()
     if session.in_transaction():
@@ -113,7 +122,7 @@ def repair_dir(
         report.rows_dropped += missing
         if check_blobs:
             report.unreadable += _unreadable_blobs(session, store, dir_name, {i for i, _, _ in missing})
-        if apply and missing:
+        if apply and drop_rows and missing:
             session.execute(delete(Image).where(Image.id.in_([i for i, _, _ in missing])))
         if apply and not rows:
             store.remove_dir_if_empty(dir_name)
@@ -121,8 +130,14 @@ def repair_dir(
     except BaseException:
         session.rollback()
         raise
-    for line in report.lines() if log_findings else []:
-        log.warning("store repair: %s", line)
+    if log_findings and apply:
+        for line in report.lines():
+            log.warning("store repair: %s", line)
+    elif log_findings:
+        for line in report.repair_lines():
+            log.warning("store check found (nothing changed; see `faceverify store check`): %s", line)
+        for line in report.unreadable_lines():
+            log.warning("store check: %s", line)
     return report
 
 
@@ -169,8 +184,10 @@ def repair_store(
     *,
     apply: bool = True,
     check_blobs: bool = False,
+    drop_rows: bool = False,
 ) -> RepairReport:
-    """Every directory on disk and every user in the database; what start-up and the CLI run."""
+    """Every directory on disk and every user in the database; what start-up (`apply=False`) and
+    the CLI run."""
     report = RepairReport()
     with session_factory() as session:
         for user in session.scalars(select(User).where(User.store_dir.is_(None))):
@@ -180,7 +197,17 @@ def repair_store(
         dirs |= {d for d in session.scalars(select(User.store_dir)) if d}
         session.rollback()
         for dir_name in sorted(dirs):
-            report.merge(repair_dir(session, store, dir_name, apply=apply, check_blobs=check_blobs))
+            report.merge(
+                repair_dir(
+                    session, store, dir_name, apply=apply, check_blobs=check_blobs, drop_rows=drop_rows
+                )
+            )
     if report.clean:
         log.info("store check: photo store and database agree")
     return report
+
+
+def photo_rows(session_factory: sessionmaker[Session]) -> int:
+    """How many rows should have a photo file (the denominator of the repair's refusal share)."""
+    with session_factory() as session:
+        return int(session.scalar(select(func.count()).select_from(Image).where(Image.photo_stored)) or 0)

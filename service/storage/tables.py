@@ -258,7 +258,8 @@ class AuditHead(Base):
 
 class LivenessChallenge(Base):
     __tablename__ = "liveness_challenges"
-    __table_args__ = NEVER_REUSE_IDS
+    # expires_at indexed (0006) for the sweep of expired challenges (service.liveness.challenges).
+    __table_args__ = (Index("ix_liveness_challenges_expires_at", "expires_at"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     challenge_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -272,7 +273,11 @@ class LivenessChallenge(Base):
 
 class LivenessBurstHash(Base):
     __tablename__ = "liveness_burst_hashes"
-    __table_args__ = (Index("ix_liveness_burst_hashes_user_pk", "user_pk"), NEVER_REUSE_IDS)
+    __table_args__ = (
+        Index("ix_liveness_burst_hashes_user_pk", "user_pk"),
+        Index("ix_liveness_burst_hashes_created", "created"),  # 0006: the retention sweep
+        NEVER_REUSE_IDS,
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_pk: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -280,3 +285,21 @@ class LivenessBurstHash(Base):
     chip_hash: Mapped[int] = mapped_column(BigInteger, doc="64-bit DCT hash of the face chip, signed.")
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
+
+
+# ------------------------------------------------- store identity (migration 0006_store_identity)
+
+
+class StoreIdentity(Base):
+    """The single row (id 1) naming the photo store that belongs to this database.
+
+    The same id is written into the store (service.storage.identity) when both are new; a replica
+    whose store lacks it (volume not mounted, wrong DATA_DIR) or carries another one is not ready,
+    instead of "repairing" every row whose file it cannot see (issue 18).
+    """
+
+    __tablename__ = "store_identity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    store_id: Mapped[str] = mapped_column(String(64))
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

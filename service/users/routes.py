@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Security
+from fastapi import APIRouter, Query, Request, Response, Security
 
 from service.http.auditing import AuditDep
 from service.http.deps import (
@@ -19,11 +19,12 @@ from service.http.deps import (
 )
 from service.http.schemas import ErrorOut
 from service.security import lockout
+from service.security.keys import Principal
 from service.users.schemas import DeletedOut, ImageOut, UnlockOut, UserDetailOut, UserOut, UserPageOut
 from service.users.service import delete_image as delete_image_of_user
 from service.users.service import delete_user as delete_user_and_images
 from service.users.service import list_users as list_users_page
-from service.users.service import require_user
+from service.users.service import photo_thumbnail, require_user
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[Security(require_scope("manage"))])
 
@@ -32,13 +33,26 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _search_prefix(q: str | None, key_prefix: str | None) -> str | None:
+    """The user-id prefix a listing filters on: the search `q` within the key's own prefix (a key
+    restricted to `kiosk1-` searching `kiosk2` finds nobody: its prefix plus an impossible tail)."""
+    if key_prefix is None or (q is not None and q.startswith(key_prefix)):
+        return q
+    if q is None or key_prefix.startswith(q):
+        return key_prefix
+    return key_prefix + "/"  # user ids never contain "/": an empty page
+
+
 @router.get("", response_model=UserPageOut, summary="List enrolled users (paginated, by user_id)")
 def list_users(
+    request: Request,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_DB_INT, description="Users to skip.")] = 0,
+    q: Annotated[str | None, Query(max_length=64, description="Only user ids starting with this.")] = None,
 ) -> UserPageOut:
-    page = list_users_page(session, limit, offset)
+    principal: Principal = request.state.principal  # set by the router's scope check
+    page = list_users_page(session, limit, offset, _search_prefix(q, principal.user_prefix))
     return UserPageOut(
         users=[
             UserOut(
@@ -103,6 +117,27 @@ def delete_image(
         summary["image_id"] = image_id
         delete_image_of_user(session, store, user_id, image_id)
     return DeletedOut(user_id=user_id, deleted_images=1)
+
+
+@router.get(
+    "/{user_id}/images/{image_id}/thumbnail",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "The photo, at most 256 px on its longest side."},
+        **_NOT_FOUND,
+        409: {"model": ErrorOut, "description": "The stored photo cannot be read (stored_data_unreadable)."},
+    },
+    summary="One stored photo, decrypted on request as a small JPEG (each view audited)",
+)
+def thumbnail(
+    user_id: UserIdPath, image_id: ImageIdPath, session: SessionDep, store: StoreDep, audit: AuditDep
+) -> Response:
+    """Photos are encrypted at rest: this decrypts one for an operator to look at, and writes a
+    `view_image` entry (key, user, image id) to the audit trail every time, refused views too."""
+    with audit.around("view_image", user_id) as summary:
+        summary["image_id"] = image_id
+        jpeg = photo_thumbnail(session, store, user_id, image_id)
+    return Response(content=jpeg, media_type="image/jpeg")
 
 
 # The unlock route keeps the "security" tag it has always had in the API schema, and its own

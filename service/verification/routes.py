@@ -24,7 +24,13 @@ from service.http.uploads import read_upload
 from service.liveness.schemas import LivenessOut
 from service.runtime import metrics
 from service.verification.schemas import FaceOut, QualityOut, VerifyOut
-from service.verification.service import VerifyOptions, VerifyResult, verify_burst, verify_image
+from service.verification.service import (
+    VerifyOptions,
+    VerifyResult,
+    audit_summary,
+    verify_burst,
+    verify_image,
+)
 
 router = APIRouter(tags=["verification"])
 
@@ -106,6 +112,7 @@ def verify(
         raise InvalidInput("missing_field", "send either `image`, or `challenge_id` with `frames`")
     options = VerifyOptions(detection_threshold, verification_threshold, target_far)
     with audit.around("verify", user_id) as summary:
+        principal.require_user(user_id)
         result: VerifyResult
         if challenge_id is not None and frames:
             uploads = [read_upload(frame, settings.max_upload_bytes) for frame in frames]
@@ -117,21 +124,10 @@ def verify(
             assert image is not None
             data = usable_bytes(read_upload(image, settings.max_upload_bytes), "image")
             result = verify_image(session, engine, settings, store.keyring, user_id, data, options)
+        # The domain wrote the audit entry with the lockout count, in one transaction.
         decision = result.decision
-        denied_reason = "locked_out" if result.locked_for_s else "not_verified"
-        if result.liveness is not None and not result.liveness.passed:
-            denied_reason = f"liveness_failed:{result.liveness.reason}"
-        summary.update(
-            outcome="ok" if result.verified else "denied",
-            reason=None if result.verified else denied_reason,
-            verified=result.verified, votes=decision.votes, comparisons=decision.comparisons,
-            detection_threshold=result.thresholds.detection,
-            verification_threshold=result.thresholds.verification, target_far=result.target_far,
-            model_version=result.model_version, locked_for_s=result.locked_for_s,
-            liveness=None if result.liveness is None else result.liveness.passed,
-        )  # fmt: skip
-        if result.unreadable_image_ids:  # left out of the comparison (logged and counted too)
-            summary["unreadable_images"] = list(result.unreadable_image_ids)
+        outcome, reason, facts = audit_summary(result)
+        summary.update(facts, outcome=outcome, reason=reason)  # used only if nothing was written
     metrics.record_verify(result.verified, result.operating_point, decision.best_similarity)
     show = settings.expose_scores or "admin" in principal.scopes
     return VerifyOut(

@@ -9,7 +9,9 @@ challenge over frames) add fields to `VerifyOptions` or reuse `probe_embedding` 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +41,7 @@ from service.liveness.challenges import (
 from service.liveness.service import LivenessResult, judge_burst, read_frames
 from service.runtime import metrics
 from service.runtime.config import Settings
-from service.security import lockout
+from service.security import audit, lockout
 from service.storage.crypto import KeyRing
 from service.storage.tables import UNREADABLE_ERRORS, Image, User, open_embedding, unreadable_reason
 from service.users.service import require_user
@@ -109,7 +111,9 @@ class UnreadableRow:
     reason: str
 
 
-def enrolled_embeddings(session: Session, keyring: KeyRing, user: User, model_version: str) -> EnrolledBank:
+def enrolled_embeddings(
+    session: Session, keyring: KeyRing, user: User, model_version: str
+) -> EnrolledBank:
     """The user's stored embeddings of `model_version`, decrypted and stacked; 409 when there are none.
 
     A row whose embedding cannot be read (it fails authentication: tampered, or copied from another
@@ -193,17 +197,17 @@ def verify_image(
     """Verify `data` (encoded image bytes) against `user_id`'s enrolment; counts a failure to the lockout."""
     request = _request_thresholds(engine, options)
     user = require_user(session, user_id)
-    lockout.ensure_not_locked(session, user_id)
+    lockout.ensure_not_locked(session, user_id, settings.lockout_max_s)
     bank = enrolled_embeddings(session, keyring, user, engine.version)
     session.rollback()  # release the read transaction before the CNN runs
     probe = probe_embedding(engine, settings, data)
     decision = decide(engine.score(probe.embedding, bank.vectors), request.thresholds)
-    locked_for = _count_outcome(session, settings, user_id, decision.verified)
-    return VerifyResult(
+    result = VerifyResult(
         user_id, decision, request.thresholds, request.target_far, probe.box, probe.face,
-        probe.faces_found, engine.version, locked_for, unreadable_image_ids=bank.unreadable_ids,
+        probe.faces_found, engine.version, None, unreadable_image_ids=bank.unreadable_ids,
         operating_point=request.label,
     )  # fmt: skip
+    return _count_outcome(session, settings, result)
 
 
 def verify_burst(
@@ -222,10 +226,11 @@ def verify_burst(
     burst (replays are refused) and counts a failure of either to the lockout."""
     request = _request_thresholds(engine, options)
     user = require_user(session, user_id)
-    lockout.ensure_not_locked(session, user_id)
+    lockout.ensure_not_locked(session, user_id, settings.lockout_max_s)
     bank = enrolled_embeddings(session, keyring, user, engine.version)
     try:
-        steps = consume_challenge(session, challenge_id, user, key_name)
+        ttl = settings.liveness_challenge_ttl_s
+        steps = consume_challenge(session, challenge_id, user, key_name, ttl_s=ttl)
     except ChallengeExpired as exc:  # an abandoned challenge counts as a failed attempt (once)
         if exc.newly_closed:
             lockout.record_failure(session, lockout.policy_of(settings), user_id)
@@ -236,13 +241,15 @@ def verify_burst(
     judged = judge_burst(
         engine, decoded, steps, bank.vectors, request.thresholds, known_sha | bank.sha256, earlier
     )
-    remember_burst(session, user, judged.sha256, judged.chip_hashes)
     metrics.record_liveness("passed" if judged.liveness.passed else "failed")
-    passed = judged.decision.verified and judged.liveness.passed
-    locked_for = _count_outcome(session, settings, user_id, passed)
-    return VerifyResult(
+    result = VerifyResult(
         user_id, judged.decision, request.thresholds, request.target_far, judged.probe_box, None,
-        None, engine.version, locked_for, judged.liveness, bank.unreadable_ids, request.label,
+        None, engine.version, None, judged.liveness, bank.unreadable_ids, request.label,
+    )  # fmt: skip
+    # The burst's hashes (replays refused) commit with the lockout count and the audit entry.
+    return _count_outcome(
+        session, settings, result,
+        lambda: remember_burst(session, user, judged.sha256, judged.chip_hashes, commit=False),
     )  # fmt: skip
 
 
@@ -255,9 +262,38 @@ def _request_thresholds(engine: FaceEngine, options: VerifyOptions) -> RequestTh
         raise InvalidInput(exc.reason, str(exc)) from exc
 
 
-def _count_outcome(session: Session, settings: Settings, user_id: str, verified: bool) -> int | None:
-    """A success clears the user's failures; a failure counts (seconds locked when it locked)."""
-    if verified:
-        lockout.record_success(session, user_id)
-        return None
-    return lockout.record_failure(session, lockout.policy_of(settings), user_id)
+def audit_summary(result: VerifyResult) -> tuple[str, str | None, dict[str, Any]]:
+    """(outcome, reason, summary) of a judged verify for the audit trail; never scores of faces
+    or embeddings beyond the counts and thresholds."""
+    denied_reason = "locked_out" if result.locked_for_s else "not_verified"
+    if result.liveness is not None and not result.liveness.passed:
+        denied_reason = f"liveness_failed:{result.liveness.reason}"
+    decision = result.decision
+    summary: dict[str, Any] = dict(
+        verified=result.verified, votes=decision.votes, comparisons=decision.comparisons,
+        detection_threshold=result.thresholds.detection,
+        verification_threshold=result.thresholds.verification, target_far=result.target_far,
+        model_version=result.model_version, locked_for_s=result.locked_for_s,
+        liveness=None if result.liveness is None else result.liveness.passed,
+    )  # fmt: skip
+    if result.unreadable_image_ids:  # left out of the comparison (logged and counted too)
+        summary["unreadable_images"] = list(result.unreadable_image_ids)
+    return ("ok", None, summary) if result.verified else ("denied", denied_reason, summary)
+
+
+def _count_outcome(
+    session: Session, settings: Settings, result: VerifyResult, also: Callable[[], None] | None = None
+) -> VerifyResult:
+    """A success clears the user's failures; a failure counts (and may lock: `locked_for_s`). The
+    audit entry (and `also`) is written in the same transaction as the count: no audit, no count."""
+
+    def write(locked_for: int | None = None) -> None:
+        if also is not None:
+            also()
+        audit.record_in(session, *audit_summary(dataclasses.replace(result, locked_for_s=locked_for)))
+
+    if result.verified:
+        lockout.record_success(session, result.user_id, write)
+        return result
+    locked_for = lockout.record_failure(session, lockout.policy_of(settings), result.user_id, write)
+    return dataclasses.replace(result, locked_for_s=locked_for)

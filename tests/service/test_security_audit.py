@@ -63,7 +63,9 @@ def test_api_events_are_audited_without_biometric_data(client) -> None:
     enrol, granted = entries[1], entries[2]
     assert enrol["request_id"] == "req-1" and enrol["key_name"] == "bootstrap-admin"
     assert enrol["client"] and enrol["user_id"] == "bush"
-    assert enrol["summary"] == {"enrolled": 1, "rejected": ["not_an_image"]}
+    assert enrol["summary"] == {
+        "enrolled": 1, "rejected": ["not_an_image"], "existing_user": False, "unmatched_allowed": False
+    }
     assert granted["summary"]["votes"] == 1 and granted["summary"]["comparisons"] == 1
     assert (
         granted["summary"]["model_version"] == "tiny-test-1" and "detection_threshold" in granted["summary"]

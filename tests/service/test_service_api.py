@@ -405,7 +405,9 @@ def test_concurrent_verifies_agree(client, settings) -> None:
 def test_health_ready_and_docs(client) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready").json()
-    assert ready == {"status": "ready", "model_version": "tiny-test-1", "database": "ok"}
+    assert ready == {
+        "status": "ready", "model_version": "tiny-test-1", "database": "ok", "storage": "ok", "reason": None
+    }
     # /docs and /openapi.json are off by default (see tests/service/test_security_web.py); the
     # schema the app would serve still documents every field.
     assert client.get("/docs").status_code == 404

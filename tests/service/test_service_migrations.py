@@ -81,7 +81,7 @@ def test_migrations_reach_head_concurrently_idempotently_and_match_models(fresh_
             thread.join()
         upgrade_to_head(engine)
         assert errors == []
-        assert current_revision(engine) == head_revision(engine) == "0005_ids_never_reused"
+        assert current_revision(engine) == head_revision(engine) == HEAD
         assert {"users", "images", "alembic_version"} <= set(inspect(engine).get_table_names())
         with engine.connect() as connection:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
@@ -92,7 +92,8 @@ def test_migrations_reach_head_concurrently_idempotently_and_match_models(fresh_
 
 # ------------------------------------------------------- 0005: SQLite ids never reused (AUTOINCREMENT)
 
-HEAD = "0005_ids_never_reused"
+V0005 = "0005_ids_never_reused"
+HEAD = "0006_store_identity"
 NEVER_REUSED = {"users", "images", "api_keys", "liveness_challenges", "liveness_burst_hashes"}
 SINGLE_ROW = {"audit_head"}  # its one row has the fixed id 1 (inserted by 0002, never deleted)
 BOB = ("Colin_Powell", 6)
@@ -148,6 +149,21 @@ def _schema(engine: Engine) -> dict[str, tuple[Any, ...]]:
     return out
 
 
+def _before_0006(tables: dict[str, Any]) -> dict[str, Any]:
+    """Contents or schema without what 0006 added (store identity, the liveness sweep's indexes)."""
+    out = {name: value for name, value in tables.items() if name != "store_identity"}
+    for name in ("liveness_challenges", "liveness_burst_hashes"):
+        value = out.get(name)
+        if isinstance(value, tuple):  # a _schema entry: drop 0006's index
+            columns, pk, fks, uniques, indexes = value
+            kept = [i for i in indexes if i[0] not in _INDEXES_0006]
+            out[name] = (columns, pk, fks, uniques, kept)
+    return out
+
+
+_INDEXES_0006 = {"ix_liveness_challenges_expires_at", "ix_liveness_burst_hashes_created"}
+
+
 def _sequence(engine: Engine, table: str) -> int:
     [(seq,)] = _sql(engine, f"SELECT seq FROM sqlite_sequence WHERE name = '{table}'")
     return int(seq)
@@ -192,9 +208,9 @@ def test_0005_downgrades_and_upgrades_again_keeping_every_row_and_the_schema(tmp
         _migrate(engine, "0004_liveness")
         _populate(engine)
         rows, schema = _contents(engine), _schema(engine)
-        _migrate(engine, HEAD)
+        _migrate(engine, V0005)
         assert _autoincrement_tables(engine) == NEVER_REUSED
-        assert _contents(engine) == {**rows, "alembic_version": [(HEAD,)]} and _schema(engine) == schema
+        assert _contents(engine) == {**rows, "alembic_version": [(V0005,)]} and _schema(engine) == schema
         assert _sequence(engine, "users") == 2 and _sequence(engine, "images") == 2  # largest kept id
 
         _migrate(engine, "0004_liveness", "downgrade")
@@ -302,12 +318,15 @@ def test_a_populated_0004_sqlite_service_upgrades_keeping_rows_ids_and_encrypted
         url = settings.database_url
         assert cli.main(["db", "upgrade", "--data-dir", str(settings.data_dir), "--database-url", url]) == 0
         assert current_revision(engine) == HEAD and _autoincrement_tables(engine) == NEVER_REUSED
-        assert _contents(engine) == {**rows, "alembic_version": [(HEAD,)]} and _schema(engine) == schema
+        assert _before_0006(_contents(engine)) == {**rows, "alembic_version": [(HEAD,)]}
+        assert _before_0006(_schema(engine)) == schema
         assert _sql(engine, "PRAGMA integrity_check") == [("ok",)]
         assert _sql(engine, "PRAGMA foreign_key_check") == []
 
         with _service(settings, face_engine) as client:
-            assert _contents(engine) == {**rows, "alembic_version": [(HEAD,)]}  # repair dropped nothing
+            # The start-up check dropped nothing (it never does); 0006's identity row is the one addition.
+            assert _before_0006(_contents(engine)) == {**rows, "alembic_version": [(HEAD,)]}
+            assert len(_contents(engine)["store_identity"]) == 1
             keyring, store = client.app.state.keyring, client.app.state.store
             with client.app.state.session_factory() as session:
                 for image in session.scalars(select(Image)):

@@ -320,9 +320,11 @@ def test_store_check_reports_and_repairs(client, settings, monkeypatch: pytest.M
     capsys.readouterr()
     assert cli_main(["store", "check"]) == 1
     out = capsys.readouterr().out
-    assert f"dropped image {first.id}" in out and "without a database row" in out and ".tmp-abc" in out
+    assert f"image {first.id} of user 'bush'" in out and "without a database row" in out and ".tmp-abc" in out
     assert len(_rows(client)) == 2 and orphan.exists()  # a check alone changes nothing
-    assert cli_main(["store", "check", "--repair"]) == 0
+    # 1 of 2 rows lacks its file: above the default share the repair refuses (a lost store, issue 18)
+    assert cli_main(["store", "check", "--repair", "--yes"]) == 2 and orphan.exists()
+    assert cli_main(["store", "check", "--repair", "--yes", "--max-missing-share", "0.5"]) == 0
     assert [row.id for row in _rows(client)] == [second.id]
     assert not orphan.exists() and not temp.exists()
     capsys.readouterr()

@@ -1,0 +1,1 @@
+"""Looking without storing: frame check, compare at every level, the model card, live figures."""
