@@ -25,6 +25,7 @@ import numpy as np
 VERIFICATION_THRESHOLD = 0.5  # share of votes needed (strictly more than): the seed's majority rule
 
 
+
 class ThresholdError(ValueError):
     """A requested threshold is outside [floor, 1]: `reason` is `threshold_out_of_range` (not a
     number in [0, 1]) or `threshold_below_floor` (looser than the model card allows)."""
@@ -68,7 +69,7 @@ def resolve_thresholds(
             raise ThresholdError(
                 "threshold_below_floor",
                 f"{name}_threshold {requested} is below the model card's floor {floor}; "
-                "a request may only tighten thresholds",
+                "a request may only tighten thresholds"
             )
         return float(requested)
 
