@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from faceverify.selection import select_enrolment_face
 from service.errors import Conflict, InvalidInput, TooLarge
 from service.faces.engine import FaceEngine
-from service.faces.images import TOO_BIG_REASONS, decode
+from service.faces.images import TOO_BIG_REASONS, check_pixel_budget, decode
 from service.runtime import metrics
 from service.runtime.config import Settings
 from service.runtime.crashpoints import crash_point
@@ -83,6 +83,7 @@ def enrol(
     """Enrol the usable photos among `uploads` for `user_id`; see the module docstring."""
     if len(uploads) > settings.max_images_per_enroll:
         raise TooLarge("too_many_files", f"at most {settings.max_images_per_enroll} images per request")
+    check_pixel_budget([data for _, data in uploads], settings.max_request_pixels, "photos")
     result = EnrolResult(user_id)
     order, candidates = _judge(engine, settings, uploads, result)
     for _, reason in result.rejected:
@@ -120,7 +121,9 @@ def _judge(
         digest = sha256_hex(data)
         if digest in candidates:
             continue
-        rgb, reason = decode(data, settings.max_upload_bytes, settings.max_pixels)
+        rgb, reason = decode(
+            data, settings.max_upload_bytes, settings.max_pixels, settings.max_decoded_side
+        )
         if rgb is None:
             result.rejected.append((filename, reason or "not_an_image"))
             continue
@@ -128,6 +131,9 @@ def _judge(
         if selection.face is None:
             result.rejected.append((filename, selection.reason or "no_face"))
             continue
+        settle = getattr(selection.face.chips, "settle", None)
+        if settle is not None:  # keep the chips, not the decoded photo, until all are embedded
+            settle()
         x, y, w, h = (int(v) for v in selection.face.box)
         candidates[digest] = _Candidate(digest, data, (x, y, w, h), selection.face)
         order.append(digest)

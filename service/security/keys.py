@@ -4,6 +4,12 @@ A secret is `fvk_<key_id>_<secret>`: `key_id` (8 random bytes, hex) finds the ro
 (32 random bytes, 256 bits) is checked against the stored SHA-256 with `hmac.compare_digest`.
 Only the hash is stored. Keys live in the database and are read on every request, so a revocation
 takes effect on the next request on every replica.
+
+`Authenticator` is what the HTTP layer calls before it admits a request or reads its body: a
+malformed key costs a regular-expression match, a well-formed key that was refused a moment ago
+costs a SHA-256 and a dictionary lookup (refusals are remembered for `refused_ttl_s`), and only a
+new candidate reaches the database. Accepted keys are never cached, so revocation still holds on
+the next request on every replica.
 """
 
 from __future__ import annotations
@@ -12,11 +18,15 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Conflict, InvalidInput, NotFound
 from service.storage.tables import ApiKey, utcnow
@@ -90,6 +100,50 @@ def authenticate(session: Session, presented: str) -> Principal | None:
     if not hmac.compare_digest(expected, _digest(presented)) or row is None or row.revoked is not None:
         return None
     return Principal(row.name, row.scope_set)
+
+
+class Authenticator:
+    """`authenticate` with a short memory of refusals (see the module docstring).
+
+    A refused key may become valid only if someone creates a key with that exact secret
+    (`keys create --secret`, `ADMIN_API_KEY`) after it was presented: it is then accepted at most
+    `refused_ttl_s` later. The memory is bounded (`max_refused` digests, oldest dropped first), so
+    a flood of distinct bogus keys costs one lookup each and no unbounded memory."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        refused_ttl_s: float = 10.0,
+        max_refused: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.session_factory = session_factory
+        self.refused_ttl_s = refused_ttl_s
+        self.max_refused = max_refused
+        self._clock = clock
+        self._refused: OrderedDict[str, float] = OrderedDict()  # digest -> expiry
+        self._lock = threading.Lock()
+        self.lookups = 0  # database lookups made (tests and metrics read it)
+
+    def principal(self, presented: str) -> Principal | None:
+        if _SECRET_PATTERN.match(presented) is None:
+            return None
+        digest = _digest(presented)
+        now = self._clock()
+        with self._lock:
+            expiry = self._refused.get(digest)
+            if expiry is not None and expiry > now:
+                return None
+        with self.session_factory() as session:
+            self.lookups += 1
+            found = authenticate(session, presented)
+        if found is None:
+            with self._lock:
+                self._refused[digest] = now + self.refused_ttl_s
+                self._refused.move_to_end(digest)
+                while len(self._refused) > self.max_refused:
+                    self._refused.popitem(last=False)
+        return found
 
 
 def list_keys(session: Session) -> list[ApiKey]:
