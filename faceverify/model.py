@@ -26,7 +26,10 @@ import numpy as np
 from faceverify.bundle import weights_problem
 from faceverify.decision import default_operating_point
 
-EMBED_BATCH = 32  # bounds the memory of one embed call when a user enrols or reembeds many images
+# Faces per embed call: bounds the memory of one call when a user enrols, re-embeds or sends a
+# liveness burst. TensorFlow's activations for 48 webcam faces added 423-449 MB at 32 per call and
+# 61-104 MB at 8, with no loss of speed measured (benchmarks/results/request_memory.txt).
+EMBED_BATCH = 8
 _CARD_KEYS = ("version", "input_size", "embedding_dim", "thresholds")
 
 
