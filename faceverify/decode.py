@@ -112,10 +112,46 @@ def _upright(img: Image.Image) -> Image.Image:
         return img
 
 
+def _scaled(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """`size` shrunk (aspect kept) so that its longer side is `max_side`."""
+    width, height = size
+    scale = max_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _shrink(img: Image.Image, max_side: int) -> Image.Image:
+    """The decoded image with its longer side cut to `max_side`, before any RGB copy is made (one
+    full-size buffer at most). Modes Pillow cannot resize smoothly go to RGB(A) first."""
+    if img.mode not in ("RGB", "RGBA", "L", "LA"):
+        transparent = img.mode in ("PA", "La", "RGBa") or (img.mode == "P" and "transparency" in img.info)
+        img = img.convert("RGBA" if transparent else "RGB")
+    return img.resize(_scaled(img.size, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def declared_pixels(data: bytes) -> int:
+    """width x height from the image header (nothing decoded); 0 when there is no readable header
+    (decoding then says why). For pixel budgets over several images."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size
+    except Exception:  # any unreadable header: not an image, refused later with its reason
+        return 0
+    return max(0, width) * max(0, height)
+
+
 def decode_image(
-    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int | None = None,
 ) -> np.ndarray:
-    """Decode an encoded image (JPEG, PNG, WebP, BMP, GIF, TIFF ...) to RGB uint8 HxWx3.
+    """Decode an encoded image (JPEG, PNG, WebP, BMP, GIF, TIFF ...) to RGB uint8 HxWx3; with
+    `max_side`, an image whose longer side is above it is shrunk to it (JPEG decoded at a reduced
+    scale; others resized right after decoding, before the RGB copy), which bounds the memory one
+    image holds after decoding to ~3 * max_side**2 bytes.
 
     Raises :class:`ImageDecodeError` with ``reason``:
     ``empty`` (no bytes), ``too_large`` (more than ``max_bytes``), ``too_many_pixels`` (the
@@ -145,8 +181,15 @@ def decode_image(
                     "too_many_pixels", f"{width}x{height} = {width * height} pixels > limit {max_pixels}"
                 )
             check_geometry(width, height)
+            if max_side is not None and max(width, height) > max_side:
+                # JPEG: decode at 1/2, 1/4 or 1/8 scale straight away (no-op for other formats).
+                img.draft(img.mode, _scaled((width, height), max_side))
             img.load()  # decodes; raises OSError on truncated/corrupt data
-            return _to_rgb_uint8(_upright(img))
+            upright = _upright(img)
+            del img  # at most one full-size buffer alive from here on
+            if max_side is not None and max(upright.size) > max_side:
+                upright = _shrink(upright, max_side)
+            return _to_rgb_uint8(upright)
     except ImageDecodeError:
         raise
     except Image.DecompressionBombError as exc:

@@ -30,6 +30,10 @@ from faceverify.quality import FaceQuality
 ALIGNMENTS = ("dlib150", "arcface112")
 
 
+def _already_made() -> np.ndarray:  # pragma: no cover - settle() made every chip before
+    raise RuntimeError("chip makers were dropped by settle()")
+
+
 class LazyChips(Mapping[str, np.ndarray]):
     """Read-only mapping alignment name -> chip, each computed once on first access."""
 
@@ -52,6 +56,13 @@ class LazyChips(Mapping[str, np.ndarray]):
                 made.setflags(write=False)
                 self._done[name] = made
         return self._done[name]
+
+    def settle(self) -> None:
+        """Cut every chip now and drop the makers, which hold the whole source image: a face kept
+        for later (enrolment embeds all photos at the end) then holds its chips, not the picture."""
+        for name in list(self._makers):
+            self[name]
+        self._makers = {name: _already_made for name in self._makers}
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._makers)

@@ -23,9 +23,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from faceverify.bundle import weights_problem
 from faceverify.decision import default_operating_point
 
-EMBED_BATCH = 32  # bounds the memory of one embed call when a user enrols or reembeds many images
+# Faces per embed call: bounds the memory of one call when a user enrols, re-embeds or sends a
+# liveness burst. TensorFlow's activations for 48 webcam faces added 423-449 MB at 32 per call and
+# 61-104 MB at 8, with no loss of speed measured (benchmarks/results/request_memory.txt).
+EMBED_BATCH = 8
 _CARD_KEYS = ("version", "input_size", "embedding_dim", "thresholds")
 
 
@@ -45,7 +49,12 @@ def read_card(model_dir: Path) -> dict[str, Any]:
     card_path = Path(model_dir) / "model_card.json"
     if not (Path(model_dir) / "saved_model.pb").is_file() or not card_path.is_file():
         raise ModelNotFoundError(missing_model_message(Path(model_dir)))
-    card: dict[str, Any] = json.loads(card_path.read_text())
+    try:
+        card: dict[str, Any] = json.loads(card_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:  # one clear line, not a traceback
+        raise ModelNotFoundError(f"{card_path} is not valid JSON ({exc}); re-export the model") from None
+    if not isinstance(card, dict):
+        raise ModelNotFoundError(f"{card_path} is not a JSON object; re-export the model")
     missing = [key for key in _CARD_KEYS if key not in card]
     if missing:
         raise ModelNotFoundError(f"{card_path} lacks {missing}")
@@ -87,12 +96,22 @@ def _fit(chips: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in chips])
 
 
+def check_model_files(model_dir: Path) -> dict[str, Any]:
+    """The card, after checking that the weights are all there (faceverify.bundle): a truncated
+    copy is refused in milliseconds with one line, instead of a TensorFlow error ~20 s later."""
+    card = read_card(model_dir)
+    problem = weights_problem(Path(model_dir))
+    if problem is not None:
+        raise ModelNotFoundError(f"the served model's weights are incomplete: {problem}; copy it again")
+    return card
+
+
 class ServedModel:
     """A loaded served model: ``embed_faces`` / ``embed`` / ``score`` over its two signatures."""
 
     def __init__(self, model_dir: str | Path, tf_threads: int = 0) -> None:
         self.model_dir = Path(model_dir)
-        self.card = read_card(self.model_dir)
+        self.card = check_model_files(self.model_dir)
         configure_tensorflow_threads(tf_threads)
         import tensorflow as tf
 

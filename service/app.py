@@ -6,7 +6,8 @@ pipeline and served model once, runs one warm-up inference (service/faces/warmup
 and shares everything through `app.state`; endpoints are plain `def` functions so FastAPI runs
 inference in its thread pool, off the event loop.
 
-Middleware, outermost first: Metrics (every status) -> Security (headers, hosts, early 401) ->
+Middleware, outermost first: Metrics (every status) -> Security (headers, hosts, the API key and
+its rate limit, before admission and the body) ->
 RequestGuard (request id, body deadlines, the one 500 answer) -> Admission (sheds load on the
 CPU-heavy routes before their body is read) -> CORS (when configured) -> BodySizeLimit.
 """
@@ -38,6 +39,7 @@ from service.runtime import metrics
 from service.runtime.admission import AdmissionMiddleware
 from service.runtime.config import Settings
 from service.security.bootstrap import ensure_admin_key
+from service.security.keys import Authenticator
 from service.security.ratelimit import RateLimiter
 from service.storage.database import create_db_engine, make_session_factory, upgrade_to_head
 from service.storage.identity import StoreGuard
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
             app.state.session_factory = make_session_factory(db_engine)
             app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
             app.state.liveness_sweeper = Sweeper(settings.liveness_sweep_interval_s)
+            app.state.authenticator = Authenticator(app.state.session_factory, settings.auth_refused_ttl_s)
             if settings.bootstrap_admin_key:
                 given = settings.admin_api_key.get_secret_value() if settings.admin_api_key else None
                 await run_in_threadpool(
@@ -132,6 +135,9 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        # No 307 from `/users/` to `/users`: Starlette builds that Location from the Host header,
+        # which (with TRUSTED_HOSTS ["*"]) is whatever the client sent - an open redirect.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, settings=settings)

@@ -42,10 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _check_model(settings: Settings) -> bool:
-    from faceverify.model import ModelNotFoundError, read_card
+    from faceverify.model import ModelNotFoundError, check_model_files
 
     try:
-        read_card(settings.model_dir)
+        check_model_files(settings.model_dir)
     except ModelNotFoundError as exc:
         print(f"faceverify: {exc}", file=sys.stderr)
         return False

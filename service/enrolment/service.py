@@ -52,7 +52,7 @@ from faceverify.decision import (
 from faceverify.selection import FaceChoice, face_boxes, select_chosen_face
 from service.errors import Conflict, InvalidInput, TooLarge
 from service.faces.engine import FaceEngine
-from service.faces.images import TOO_BIG_REASONS, decode
+from service.faces.images import TOO_BIG_REASONS, check_pixel_budget, decode
 from service.runtime import metrics
 from service.runtime.config import Settings
 from service.runtime.crashpoints import crash_point
@@ -137,6 +137,7 @@ def enrol(
         raise TooLarge("too_many_files", f"at most {settings.max_images_per_enroll} images per request")
     if choices is not None and len(choices) != len(uploads):
         raise InvalidInput("invalid_face_choice", "send one face choice per image (empty: automatic)")
+    check_pixel_budget([data for _, data in uploads], settings.max_request_pixels, "photos")
     result = EnrolResult(user_id)
     order, candidates = _judge(engine, settings, uploads, choices or [None] * len(uploads), result)
     for rejection in result.rejected:
@@ -178,7 +179,9 @@ def _judge(
         digest = sha256_hex(data)
         if digest in candidates:
             continue
-        rgb, reason = decode(data, settings.max_upload_bytes, settings.max_pixels)
+        rgb, reason = decode(
+            data, settings.max_upload_bytes, settings.max_pixels, settings.max_decoded_side
+        )
         if rgb is None:
             result.rejected.append(Rejection(filename, reason or "not_an_image", index))
             continue
@@ -189,6 +192,9 @@ def _judge(
             boxes = face_boxes(faces) if why in LISTS_FACES else None
             result.rejected.append(Rejection(filename, why, index, boxes))
             continue
+        settle = getattr(selection.face.chips, "settle", None)
+        if settle is not None:  # keep the chips, not the decoded photo, until all are embedded
+            settle()
         x, y, w, h = (int(v) for v in selection.face.box)
         candidates[digest] = _Candidate(filename, index, digest, data, (x, y, w, h), selection.face)
         order.append(digest)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceverify.decode import ImageDecodeError, decode_image
+from faceverify.decode import ImageDecodeError, declared_pixels, decode_image
 from service.errors import DomainError, InvalidInput, TooLarge
 
 # Reasons that mean "too big" map to 413; every other rejection is 422.
@@ -42,9 +42,25 @@ def usable_bytes(upload: Upload, what: str) -> bytes:
     return upload.data
 
 
-def decode(data: bytes, max_bytes: int, max_pixels: int) -> tuple[np.ndarray | None, str | None]:
-    """RGB uint8 image, or the reason it cannot be decoded."""
+def decode(
+    data: bytes, max_bytes: int, max_pixels: int, max_side: int | None = None
+) -> tuple[np.ndarray | None, str | None]:
+    """RGB uint8 image (longer side cut to `max_side` when given), or the reason it cannot be decoded."""
     try:
-        return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels), None
+        return decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels, max_side=max_side), None
     except ImageDecodeError as exc:
         return None, str(exc.reason)
+
+
+def check_pixel_budget(images: list[bytes], budget: int, what: str) -> None:
+    """413 `pixel_budget_exceeded` when the images' headers declare more than `budget` pixels in all.
+
+    Checked from the headers before anything is decoded: one liveness burst of 48 one-colour
+    6000x6000 PNGs (5.7 MB on the wire, each under the per-image pixel cap) used to take the
+    server from 1.1 GB to 6.6 GB and 84 s of CPU."""
+    total = sum(declared_pixels(data) for data in images)
+    if total > budget:
+        raise TooLarge(
+            "pixel_budget_exceeded",
+            f"the {what} declare {total} pixels in all; one request may decode at most {budget}",
+        )

@@ -1,8 +1,10 @@
 """FastAPI dependencies (Annotated aliases), resolved from what the lifespan put on `app.state`.
 
-Authentication is a dependency too: `Security(require_scope("verify"))` on a route (or a router)
-checks the `X-API-Key` header against the database on every request (so a revoked key fails on
-the next request on every replica), then the key's scope, then the per-key rate limit.
+Authentication: service.http.middleware checks the `X-API-Key` header against the database on
+every request (so a revoked key fails on the next request on every replica) and takes the per-key
+rate limit, before admission and before the body is read; `Security(require_scope("verify"))` on a
+route (or a router) then checks the key's scope (and authenticates itself where that middleware
+is absent).
 """
 
 from __future__ import annotations
@@ -76,18 +78,22 @@ def require_scope(*scopes: str) -> Callable[..., Principal]:
     ) -> Principal:
         if not presented:
             raise Unauthenticated("missing_api_key", "send an API key in the X-API-Key header")
-        principal = authenticate(session, presented)
-        session.rollback()  # end the read transaction; the route starts its own
+        # Normally authenticated and rate-limited already, before the body was read
+        # (service.http.middleware); this path serves an app mounted without that middleware.
+        principal: Principal | None = getattr(request.state, "principal", None)
         if principal is None:
-            raise Unauthenticated("invalid_api_key", "the API key is unknown or revoked")
+            principal = authenticate(session, presented)
+            session.rollback()  # end the read transaction; the route starts its own
+            if principal is None:
+                raise Unauthenticated("invalid_api_key", "the API key is unknown or revoked")
+            limiter: RateLimiter = request.app.state.rate_limiter
+            limiter.check(principal.name)
+            request.state.principal = principal
         if scopes and not any(principal.allows(scope) for scope in scopes):
             raise Forbidden("insufficient_scope", f"this API key lacks the {' or '.join(scopes)} scope")
         path_user = request.path_params.get("user_id")
         if isinstance(path_user, str):
             principal.require_user(path_user)  # a key restricted to a user-id prefix
-        limiter: RateLimiter = request.app.state.rate_limiter
-        limiter.check(principal.name)
-        request.state.principal = principal
         return principal
 
     return authenticated

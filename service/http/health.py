@@ -1,4 +1,5 @@
-"""GET /health (the process answers) and GET /ready (model warm, database reachable, storage usable).
+"""GET /health (the process answers) and GET /ready (model loaded and warmed up, database reachable
+and, on SQLite, writable: not held by another connection's write lock; storage usable).
 
 Storage usable (issue 18): the encryption key file is there and the photo store is this database's
 (service.storage.identity); otherwise 503 with `reason` `encryption_key_unavailable` or
@@ -39,13 +40,31 @@ class DatabaseProbe:
         self._waitable: asyncio.Future[None] | None = None
 
     @staticmethod
-    def _select_one(engine: Engine) -> None:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+    def _select_one(engine: Engine, timeout_s: float) -> None:
+        """PostgreSQL: `SELECT 1`. SQLite: take the write lock and give it back (BEGIN IMMEDIATE,
+        ROLLBACK) with a short busy timeout: a `SELECT` succeeds while another connection holds the
+        write lock, so /ready said "ok" while every enrolment and verify waited and got 503."""
+        if engine.dialect.name != "sqlite":
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            (previous,) = cursor.execute("PRAGMA busy_timeout").fetchone()
+            cursor.execute(f"PRAGMA busy_timeout={max(1, int(timeout_s * 1000))}")
+            try:
+                cursor.execute("BEGIN IMMEDIATE")
+                cursor.execute("ROLLBACK")
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout={int(previous)}")
+        finally:
+            raw.close()
 
     async def check(self, engine: Engine, timeout_s: float) -> str:
         if self._inflight is None or self._inflight.done() or self._waitable is None:
-            self._inflight = self._executor.submit(self._select_one, engine)
+            # Half the deadline for a lock wait: the answer "locked" comes back before the deadline.
+            self._inflight = self._executor.submit(self._select_one, engine, timeout_s / 2)
             self._waitable = asyncio.wrap_future(self._inflight)
             # A probe that outlives every waiter still has its outcome read (no "never retrieved").
             self._waitable.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -54,6 +73,8 @@ class DatabaseProbe:
         except TimeoutError:
             return f"unreachable: no answer within {timeout_s:g} s"
         except Exception as exc:  # any failure means "not ready", reported, never raised
+            if "locked" in str(exc):
+                return "locked: another connection holds the database's write lock"
             return f"unreachable: {type(exc).__name__}"
         return "ok"
 

@@ -1,5 +1,14 @@
-"""Web hardening for every response: a Host allow-list, an early 401 for requests without any key,
-security headers, and the request id header.
+"""Web hardening for every response: a Host allow-list, authentication and the per-key rate limit
+before anything else, security headers, and the request id header.
+
+Authentication happens here, before admission control and before the body is read: four slow
+connections with `X-API-Key: not-a-key`, a 20 MB Content-Length and a body byte every 4 s used
+to hold every admission slot (every legitimate verify got 503 `overloaded`), because only the
+presence of a header was checked up front and the key itself after the whole form was parsed.
+Now an invalid key is refused at once (401, connection closed when a body was announced) at
+the cost of a regular expression, or a SHA-256 and a cached lookup (service.security.keys.
+Authenticator); a valid key's rate limit is taken here too. The route's dependency
+(service.http.deps.require_scope) then only checks the scope.
 
 A pure ASGI middleware (outermost), so the headers are on every response, including those written
 by inner middleware (the 413 body-size guard, service.http.guard's 500/408 answers) and the
@@ -11,12 +20,22 @@ the scope's state, where the request guard, the logs and the audit trail read it
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import TooManyRequests
 from service.http.guard import request_id_from
+from service.security.keys import Authenticator
+from service.security.ratelimit import RateLimiter
+from service.storage.database import is_database_outage
+
+log = logging.getLogger("faceverify.service")
 
 SECURITY_HEADERS: tuple[tuple[str, str], ...] = (
     ("X-Content-Type-Options", "nosniff"),
@@ -99,21 +118,72 @@ class SecurityMiddleware:
         if "*" not in self.trusted_hosts and not host_allowed(headers.get("host", ""), self.trusted_hosts):
             await _send_json(send_with_headers, 400, "invalid_host", "host not allowed")
             return
-        if not headers.get("x-api-key") and not self._open(scope):
-            # Refused before the body is read: an anonymous client cannot make the service parse
-            # (or spool) a large multipart upload. The route's dependency does the full check.
-            detail = "send an API key in the X-API-Key header"
-            await _send_json(send_with_headers, 401, "missing_api_key", detail)
-            return
+        if not self._open(scope):
+            # Refused before the body is read and before an admission slot is taken: a client
+            # without a valid key cannot make the service wait for, parse or spool its upload.
+            presented = headers.get("x-api-key")
+            close = "content-length" in headers or "transfer-encoding" in headers
+            if not presented:
+                detail = "send an API key in the X-API-Key header"
+                await _send_json(send_with_headers, 401, "missing_api_key", detail, close=close)
+                return
+            if not await self._authenticate(scope, presented, send_with_headers, close):
+                return
         # Unhandled errors are answered (once, logged once) by service.http.guard inside.
         await self.app(scope, receive, send_with_headers)
+
+    async def _authenticate(self, scope: Scope, presented: str, send: SendFn, close: bool) -> bool:
+        """Put the key's principal on the scope's state and take one rate-limit token; else answer
+        (401, 429, 503) and return False. Before the app has started (no authenticator yet) the
+        route's dependency authenticates instead."""
+        state: Any = getattr(scope.get("app"), "state", None)
+        authenticator: Authenticator | None = getattr(state, "authenticator", None)
+        if authenticator is None:
+            return True
+        try:
+            principal = await run_in_threadpool(authenticator.principal, presented)
+        except SQLAlchemyError as exc:
+            if is_database_outage(exc):
+                retry = {"retry-after": str(state.settings.db_retry_after_s)}
+                detail = "the database is not answering; retry shortly"
+                await _send_json(send, 503, "database_unavailable", detail, close=close, headers=retry)
+            else:
+                log.error("API key lookup failed", exc_info=exc)
+                await _send_json(send, 500, "internal_error", "internal server error", close=close)
+            return False
+        if principal is None:
+            detail = "the API key is unknown or revoked"
+            await _send_json(send, 401, "invalid_api_key", detail, close=close)
+            return False
+        limiter: RateLimiter = state.rate_limiter
+        try:
+            limiter.check(principal.name)
+        except TooManyRequests as exc:
+            retry = {"retry-after": str(exc.retry_after_s)}
+            await _send_json(send, 429, exc.reason, str(exc.detail), close=close, headers=retry)
+            return False
+        scope.setdefault("state", {})["principal"] = principal
+        return True
 
 
 SendFn = Callable[[Message], Awaitable[None]]
 
 
-async def _send_json(send: SendFn, status: int, reason: str, detail: str) -> None:
+async def _send_json(
+    send: SendFn,
+    status: int,
+    reason: str,
+    detail: str,
+    close: bool = False,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """A JSON error answered from the middleware; `close` when an unread body may still be on the
+    wire (the connection cannot carry another request, and must not be held while it drains)."""
     body = json.dumps({"detail": detail, "reason": reason}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    extra = dict(headers or {})
+    if close:
+        extra["connection"] = "close"
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(name.encode(), value.encode()) for name, value in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})

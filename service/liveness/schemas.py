@@ -20,7 +20,8 @@ class LivenessOut(BaseModel):
     frames: int = Field(description="Frames received.")
     frames_with_face: int = Field(description="Frames in which a face was found.")
     checks: dict[str, dict[str, object]] = Field(
-        description="Each check that ran: its result and its measured statistic."
+        description="Each check that ran: its `passed` and `reason`; its measured statistics only for "
+        "admin keys (or with FACEVERIFY_EXPOSE_SCORES)."
     )
 
 

@@ -21,12 +21,17 @@ from faceverify.liveness.burst import BurstJudge, FrameView, IdentityEvidence
 from faceverify.selection import select_verify_face
 from service.errors import InvalidInput, TooLarge
 from service.faces.engine import FaceEngine
-from service.faces.images import Upload, decode, rejection, usable_bytes
+from service.faces.images import Upload, check_pixel_budget, decode, rejection, usable_bytes
 from service.runtime.config import Settings
 
 
 def read_frames(frames: list[Upload], settings: Settings) -> list[tuple[str, np.ndarray]]:
-    """(sha256, RGB) per frame, in upload order; 413/422 with the upload's reason otherwise."""
+    """(sha256, RGB) per frame, in upload order; 413/422 with the upload's reason otherwise.
+
+    Memory is bounded by construction: the count, bytes and decoded-pixel budget are checked
+    before any frame is decoded, frames are decoded one at a time, and each is shrunk right after
+    decoding to at most `liveness_max_side` (the detector's 1280 px), so a burst keeps at most
+    `liveness_max_frames` frames of that size, whatever the frames declare."""
     if len(frames) < settings.liveness_min_frames:
         raise InvalidInput(
             "too_few_frames", f"a liveness burst needs at least {settings.liveness_min_frames} frames"
@@ -35,16 +40,15 @@ def read_frames(frames: list[Upload], settings: Settings) -> list[tuple[str, np.
         raise TooLarge(
             "too_many_files", f"a liveness burst has at most {settings.liveness_max_frames} frames"
         )
+    datas = [usable_bytes(read, f"frame {number}") for number, read in enumerate(frames)]
+    if sum(len(data) for data in datas) > settings.liveness_max_total_bytes:
+        raise TooLarge("too_large", f"the frames exceed {settings.liveness_max_total_bytes} bytes in total")
+    check_pixel_budget(datas, settings.liveness_max_pixels, "frames")
     out: list[tuple[str, np.ndarray]] = []
-    total = 0
-    for number, read in enumerate(frames):
-        data = usable_bytes(read, f"frame {number}")
-        total += len(data)
-        if total > settings.liveness_max_total_bytes:
-            raise TooLarge(
-                "too_large", f"the frames exceed {settings.liveness_max_total_bytes} bytes in total"
-            )
-        rgb, decode_reason = decode(data, settings.max_upload_bytes, settings.max_pixels)
+    for number, data in enumerate(datas):
+        rgb, decode_reason = decode(
+            data, settings.max_upload_bytes, settings.max_pixels, settings.liveness_max_side
+        )
         if rgb is None:
             raise rejection(decode_reason or "not_an_image", f"frame {number}")
         out.append((hashlib.sha256(data).hexdigest(), rgb))

@@ -49,6 +49,20 @@ class Settings(BaseSettings):
         default=40_000_000, gt=0, description="Largest decoded image in pixels (decompression bombs)."
     )
     max_images_per_enroll: int = Field(default=64, gt=0, description="Most files in one POST /enroll.")
+    max_decoded_side: int = Field(
+        default=4096,
+        ge=1280,
+        description="A photo (enrol, verify) whose longer side is above this is shrunk to it right after "
+        "decoding (JPEG: decoded at a reduced scale): bounds the memory one photo holds to ~50 MB. "
+        "The detector searches at most 1280 px anyway; the chips are cut from this resolution.",
+    )
+    max_request_pixels: int = Field(
+        default=250_000_000,
+        gt=0,
+        description="Decoded-pixel budget of one POST /enroll (sum of the photos' width x height, read "
+        "from their headers before any is decoded): 413 pixel_budget_exceeded above. Bounds the CPU "
+        "one request may spend decoding.",
+    )
     migrate_on_startup: bool = Field(
         default=True, description="Bring the schema to head when the app starts."
     )
@@ -78,6 +92,19 @@ class Settings(BaseSettings):
     liveness_max_frames: int = Field(default=48, gt=1, description="Most frames in a liveness burst.")
     liveness_max_total_bytes: int = Field(
         default=24 * MB, gt=0, description="Largest liveness burst (all frames together) in bytes."
+    )
+    liveness_max_pixels: int = Field(
+        default=100_000_000,
+        gt=0,
+        description="Decoded-pixel budget of one liveness burst (all frames, from their headers, before "
+        "any is decoded; 48 full-HD frames fit): 413 pixel_budget_exceeded above.",
+    )
+    liveness_max_side: int = Field(
+        default=1280,
+        ge=320,
+        description="A liveness frame whose longer side is above this is shrunk to it right after "
+        "decoding (the detector works on at most 1280 px): a burst keeps at most "
+        "liveness_max_frames frames of this size.",
     )
     tf_threads: int = Field(
         default=0, ge=0, description="TensorFlow intra/inter-op threads; 0 lets TF decide."
@@ -150,6 +177,13 @@ class Settings(BaseSettings):
         lt=1,
         description="False-accept level a new photo of an EXISTING user must verify at before an "
         "enroll-only key may add it (unset: the model card's strictest level).",
+    )
+    auth_refused_ttl_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long a refused (unknown or revoked) API key is remembered, so presenting it "
+        "again costs a hash and a cache lookup, not a database query. Accepted keys are never cached: "
+        "a revocation holds on the next request.",
     )
     expose_scores: bool = Field(
         default=False,
@@ -294,14 +328,15 @@ class Settings(BaseSettings):
     def max_request_bytes(self, path: str) -> int:
         """Cap on a whole request body, enforced while streaming (before it reaches memory or disk).
 
-        /verify carries one image or a liveness burst; /enroll at most `max_images_per_enroll`;
-        /faces one photo and /compare two (the browser UI's frame check and compare page);
-        anything else is small.
+        /verify carries one image or a liveness burst; /enroll at most `max_images_per_enroll` photos
+        and at most a user's byte quota; /faces one photo and /compare two (the browser UI's frame
+        check and compare page); anything else is small.
         """
         if path.rstrip("/").endswith("/verify"):
             return max(self.max_upload_bytes, self.liveness_max_total_bytes) + MB
         if path.rstrip("/").endswith("/enroll"):
-            return self.max_upload_bytes * self.max_images_per_enroll + MB
+            # More than a user's byte quota can never be stored: no reason to hold it in memory.
+            return min(self.max_upload_bytes * self.max_images_per_enroll, self.max_bytes_per_user) + MB
         if path.rstrip("/").endswith("/faces"):
             return self.max_upload_bytes + MB
         if path.rstrip("/").endswith("/compare"):

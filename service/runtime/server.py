@@ -18,6 +18,11 @@ adds no dependency, and a short subclass of its own h11 protocol closes the gap
 (`GuardedH11Protocol`). The body deadlines live in the app (`service.http.guard`), so they hold
 under any server and answer 408 `body_timeout` as JSON instead of a silent close.
 
+Also here: a request that carries both Content-Length and Transfer-Encoding is refused with 400
+and its connection closed (RFC 9112 section 6.1): h11 frames such a request by Transfer-Encoding,
+so a front proxy that frames it by Content-Length would see a different request boundary and a
+request smuggled after the body would be answered on the same connection.
+
 Also here: a cap on open connections, so idle connections cannot exhaust file descriptors, and
 RLIMIT_NOFILE raised to its hard limit at start. At the cap a new connection does not simply get
 closed (that let whoever held `max_connections` idle connections lock out every client and the
@@ -54,8 +59,15 @@ def raise_fd_limit() -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def ambiguous_framing(headers: Any) -> bool:
+    """True when a request head names both Content-Length and Transfer-Encoding (smuggling)."""
+    names = {name.lower() for name, _ in headers}
+    return b"content-length" in names and b"transfer-encoding" in names
+
+
 class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol plus: a deadline for each request head, and a connection cap.
+    """uvicorn's h11 protocol plus: a deadline for each request head, a connection cap, and no
+    request framed by both Content-Length and Transfer-Encoding.
 
     The head deadline runs from the moment the connection opens (or its previous response ends)
     until the request line and headers are complete; bytes trickling in do not extend it. While
@@ -72,6 +84,17 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        parse = self.conn.next_event
+
+        def next_event() -> Any:
+            """h11's next event, with an ambiguously framed request made a protocol error: uvicorn
+            answers that with its 400 and closes the connection."""
+            event = parse()
+            if isinstance(event, h11.Request) and ambiguous_framing(event.headers):
+                raise h11.RemoteProtocolError("both Content-Length and Transfer-Encoding", 400)
+            return event
+
+        self.conn.next_event = next_event  # type: ignore[method-assign]
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

@@ -8,6 +8,12 @@ takes effect on the next request on every replica.
 A key may be restricted to user ids starting with a prefix (`keys create --user-prefix kiosk1-`:
 one deployment serving several sites; issue 18). The restriction is stored with the scopes, as the
 token `user:<prefix>`, so it needs no schema change and travels wherever the scopes do.
+
+`Authenticator` is what the HTTP layer calls before it admits a request or reads its body: a
+malformed key costs a regular-expression match, a well-formed key that was refused a moment ago
+costs a SHA-256 and a dictionary lookup (refusals are remembered for `refused_ttl_s`), and only a
+new candidate reaches the database. Accepted keys are never cached, so revocation still holds on
+the next request on every replica.
 """
 
 from __future__ import annotations
@@ -16,11 +22,15 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.security import audit
@@ -130,6 +140,50 @@ def principal_of(row: ApiKey) -> Principal:
     prefixes = [t[len(USER_TOKEN) :] for t in tokens if t.startswith(USER_TOKEN)]
     scopes = frozenset(t for t in tokens if not t.startswith(USER_TOKEN))
     return Principal(row.name, scopes, prefixes[0] if prefixes else None)
+
+
+class Authenticator:
+    """`authenticate` with a short memory of refusals (see the module docstring).
+
+    A refused key may become valid only if someone creates a key with that exact secret
+    (`keys create --secret`, `ADMIN_API_KEY`) after it was presented: it is then accepted at most
+    `refused_ttl_s` later. The memory is bounded (`max_refused` digests, oldest dropped first), so
+    a flood of distinct bogus keys costs one lookup each and no unbounded memory."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        refused_ttl_s: float = 10.0,
+        max_refused: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.session_factory = session_factory
+        self.refused_ttl_s = refused_ttl_s
+        self.max_refused = max_refused
+        self._clock = clock
+        self._refused: OrderedDict[str, float] = OrderedDict()  # digest -> expiry
+        self._lock = threading.Lock()
+        self.lookups = 0  # database lookups made (tests and metrics read it)
+
+    def principal(self, presented: str) -> Principal | None:
+        if _SECRET_PATTERN.match(presented) is None:
+            return None
+        digest = _digest(presented)
+        now = self._clock()
+        with self._lock:
+            expiry = self._refused.get(digest)
+            if expiry is not None and expiry > now:
+                return None
+        with self.session_factory() as session:
+            self.lookups += 1
+            found = authenticate(session, presented)
+        if found is None:
+            with self._lock:
+                self._refused[digest] = now + self.refused_ttl_s
+                self._refused.move_to_end(digest)
+                while len(self._refused) > self.max_refused:
+                    self._refused.popitem(last=False)
+        return found
 
 
 def list_keys(session: Session) -> list[ApiKey]:

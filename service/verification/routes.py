@@ -22,6 +22,7 @@ from service.http.errors import USER_ID_PATTERN
 from service.http.schemas import ErrorOut
 from service.http.uploads import read_upload
 from service.liveness.schemas import LivenessOut
+from service.liveness.service import LivenessResult
 from service.runtime import metrics
 from service.verification.schemas import FaceOut, QualityOut, VerifyOut
 from service.verification.service import (
@@ -144,5 +145,17 @@ def verify(
         faces_found=result.faces_found,
         model_version=result.model_version,
         elapsed_ms=(time.perf_counter() - started) * 1000.0,
-        liveness=None if result.liveness is None else LivenessOut(**dataclasses.asdict(result.liveness)),
+        liveness=None if result.liveness is None else liveness_out(result.liveness, show),
     )
+
+
+def liveness_out(liveness: LivenessResult, details: bool) -> LivenessOut:
+    """The burst's verdict; each check's measured statistics (similarities, residuals, deviations,
+    jumps, frame indices) only with `details`. Why: with them a verify key learns the hidden score
+    (continuity's worst similarity equals the identity score to 4 decimals) and how far a spoof is
+    from passing each check - a gradient to climb. The reason stays for everyone."""
+    body = dataclasses.asdict(liveness)
+    if not details:
+        kept = ("passed", "reason")
+        body["checks"] = {name: {k: check.get(k) for k in kept} for name, check in body["checks"].items()}
+    return LivenessOut(**body)

@@ -176,7 +176,7 @@ def report_unreadable(user_id: str, unreadable: list[UnreadableRow]) -> None:
 
 def probe_embedding(engine: FaceEngine, settings: Settings, data: bytes) -> Probe:
     """Decode the probe, pick its face (the largest), embed it once."""
-    rgb, reason = decode(data, settings.max_upload_bytes, settings.max_pixels)
+    rgb, reason = decode(data, settings.max_upload_bytes, settings.max_pixels, settings.max_decoded_side)
     if rgb is None:
         raise rejection(reason or "not_an_image", "image")
     selection = select_verify_face(engine.faces(rgb))
@@ -221,13 +221,19 @@ def verify_burst(
     key_name: str | None,
     options: VerifyOptions,
 ) -> VerifyResult:
-    """Verify a burst of frames answering a liveness challenge: consumes the challenge (single use,
-    bound to the user and key), judges identity and liveness (service.liveness), remembers the
-    burst (replays are refused) and counts a failure of either to the lockout."""
+    """Verify a burst of frames answering a liveness challenge: checks and decodes the frames, then
+    consumes the challenge (single use, bound to the user and key), judges identity and liveness
+    (service.liveness), remembers the burst (replays are refused) and counts a failure of either to
+    the lockout."""
     request = _request_thresholds(engine, options)
     user = require_user(session, user_id)
     lockout.ensure_not_locked(session, user_id, settings.lockout_max_s)
     bank = enrolled_embeddings(session, keyring, user, engine.version)
+    session.rollback()
+    # The frames are checked (count, bytes, pixel budget) and decoded BEFORE the challenge is
+    # consumed: a malformed answer (3 frames, a frame that is not an image) is refused with its
+    # reason and the user may still answer the same challenge.
+    decoded = read_frames(frames, settings)
     try:
         ttl = settings.liveness_challenge_ttl_s
         steps = consume_challenge(session, challenge_id, user, key_name, ttl_s=ttl)
@@ -235,7 +241,6 @@ def verify_burst(
         if exc.newly_closed:
             lockout.record_failure(session, lockout.policy_of(settings), user_id)
         raise
-    decoded = read_frames(frames, settings)
     known_sha, earlier = earlier_burst_hashes(session, user)
     session.rollback()  # no transaction held while the CNN runs
     judged = judge_burst(
