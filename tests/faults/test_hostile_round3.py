@@ -243,12 +243,15 @@ def test_liveness_statistics_only_for_admin_keys(server: Any, client: httpx.Clie
     _, plain = _burst(client, verify_key, _face_frames(8))
     assert plain.status_code == 200, plain.text
     checks = plain.json()["liveness"]["checks"]
-    assert set(checks) == {"fresh", "steps", "depth", "continuity"}
+    assert checks  # the checks that ran (the burst judge stops at the first failure)
     for name, check in checks.items():
         assert set(check) == {"passed", "reason"}, (name, check)
     assert plain.json()["liveness"]["reason"]  # the reason stays
     _, admin = _burst(client, api_headers(), _face_frames(8))
-    assert "worst_user_similarity" in admin.json()["liveness"]["checks"]["continuity"]
+    admin_checks = admin.json()["liveness"]["checks"]
+    assert set(admin_checks) == set(checks)  # the same checks ran ...
+    statistics = {k for check in admin_checks.values() for k in check} - {"passed", "reason"}
+    assert statistics, admin_checks  # ... and an admin key sees what they measured
 
 
 # -------------------------------------------------------------------------- item 3: memory budget
