@@ -81,11 +81,12 @@ PIPELINE_VERSION = pipeline_version(PRODUCTION)
 #: ``auto``: LiteRT when the model directory ships converted towers (the release does), else
 #: TensorFlow; ``litert``: LiteRT or an error; ``tensorflow``: the SavedModel's own signatures.
 RUNTIMES = ("auto", "litert", "tensorflow")
-#: Interpreters per tower: as many as requests in flight on a 2-core box, so two never wait on each
-#: other; threads per interpreter: 1 measured best with 2 in flight on 2 cores
-#: (benchmarks/results/litert_threads.txt).
+#: Interpreters per tower: as many as the service lets requests in flight on a 2-core box (admission:
+#: one per core), so two never wait on each other; threads per interpreter: 2, so a lone request
+#: runs its towers on both cores (about half the time on a quiet box) while two in flight measured
+#: no worse than 1 thread each (benchmarks/results/litert_threads.txt).
 DEFAULT_LITERT_POOL = 2
-DEFAULT_LITERT_THREADS = 1
+DEFAULT_LITERT_THREADS = 2
 
 
 @dataclass(frozen=True)
