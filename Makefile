@@ -29,6 +29,7 @@ serve: setup release-model
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy service faceverify training clients
+	$(VENV)/bin/lint-imports
 
 test: setup lint
 	$(PY) -m pytest

@@ -138,8 +138,8 @@ class Judge:
     """The service's burst judgement (service.liveness.judge_burst) with the release model."""
 
     def __init__(self, model_dir: Path) -> None:
-        from service.engine import FaceEngine
-        from service.verification import resolve_thresholds
+        from faceverify.decision import resolve_thresholds
+        from service.faces.engine import FaceEngine
 
         self.engine: Any = CachedFaces(
             FaceEngine(model_dir, tf_threads=int(os.environ.get("BENCH_TF_THREADS", "2")))
@@ -147,7 +147,7 @@ class Judge:
         self.thresholds = resolve_thresholds(self.engine.thresholds)
 
     def bank(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        from service.engine import select_enrolment_face
+        from faceverify.selection import select_enrolment_face
 
         chips = []
         for rgb in images:
@@ -158,8 +158,8 @@ class Judge:
 
     def __call__(self, frames: Sequence[np.ndarray], steps: list[str], bank: np.ndarray,
                  known: set[str] | None = None, earlier: list[int] | None = None):  # fmt: skip
-        from service.domain_errors import InvalidInput
-        from service.liveness import judge_burst
+        from service.errors import InvalidInput
+        from service.liveness.service import judge_burst
 
         decoded = []
         for rgb in frames:

@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from service.core.config import normalise_database_url
-from service.core.db import create_db_engine, make_session_factory, upgrade_to_head
+from service.runtime.config import normalise_database_url
 from service.security import audit, keys, lockout
+from service.storage.database import create_db_engine, make_session_factory, upgrade_to_head
 
 
 def _time(fn: Callable[[], object], runs: int) -> tuple[float, float]:

@@ -1,7 +1,7 @@
 """Which HTTP server cuts off slow and hostile clients: uvicorn, uvicorn + our guard, hypercorn, granian.
 
 Why: uvicorn has no request-head read timeout, so slow-loris connections live for ever. Before
-choosing (service/server.py says what we chose), each candidate serves the same tiny ASGI app
+choosing (service/runtime/server.py says what we chose), each candidate serves the same tiny ASGI app
 (reads the whole body, answers 200) with comparable settings (keep-alive 5 s, head/read timeout
 10 s where the server has one), and three probes run against it:
 
@@ -10,7 +10,7 @@ choosing (service/server.py says what we chose), each candidate serves the same 
 * idle: N connections that send nothing.
 
 For each, the number the server closed (or answered) and when, within a 30 s observation window.
-"ours" is uvicorn + `service.server.GuardedH11Protocol` + `service.request_guard` (the body
+"ours" is uvicorn + `service.runtime.server.GuardedH11Protocol` + `service.http.guard` (the body
 deadline lives in the app), exactly as `faceverify serve` configures them.
 
     PYTHONPATH=.:/tmp/robust-servers .venv/bin/python benchmarks/bench_slow_clients.py \\
@@ -61,9 +61,9 @@ OURS = """
 import sys
 sys.path.insert(0, {bench!r})
 from bench_slow_clients import app
-from service.core.config import Settings
-from service.request_guard import RequestGuardMiddleware
-from service.server import make_config, raise_fd_limit
+from service.runtime.config import Settings
+from service.http.guard import RequestGuardMiddleware
+from service.runtime.server import make_config, raise_fd_limit
 import uvicorn
 settings = Settings(header_timeout_s=10, body_idle_timeout_s=5, keep_alive_s=5)
 raise_fd_limit()

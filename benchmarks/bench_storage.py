@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from service.crypto import KeyRing, embedding_aad, photo_aad
-from service.db_models import embedding_to_bytes
-from service.store import ImageStore, sha256_hex
+from service.storage.crypto import KeyRing, embedding_aad, photo_aad
+from service.storage.photos import ImageStore, sha256_hex
+from service.storage.tables import embedding_to_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTO = REPO.parent / "shared" / "data" / "lfw" / "images" / "George_W_Bush" / "George_W_Bush_0001.jpg"

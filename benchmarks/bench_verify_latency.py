@@ -74,7 +74,7 @@ def start_server(model_dir: Path, data_dir: Path, port: int, log_path: Path) -> 
     env = {**os.environ, "FACEVERIFY_DATA_DIR": str(data_dir), "FACEVERIFY_MODEL_DIR": str(model_dir)}
     env.pop("FACEVERIFY_DATABASE_URL", None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port), "--log-level", "warning"],
         env=env,
         stdout=log_path.open("w"),
         stderr=subprocess.STDOUT,

@@ -38,7 +38,7 @@ def photo(number: int) -> Path:
 
 
 def _settings(data_dir: Path, model_dir: Path, warm_up: bool):  # type: ignore[no-untyped-def]
-    from service.core.config import Settings
+    from service.runtime.config import Settings
 
     return Settings(data_dir=data_dir, model_dir=model_dir, warm_up=warm_up)
 
@@ -47,7 +47,7 @@ def child_seed(data_dir: Path, model_dir: Path) -> None:
     """Enrol the user (in its own process, so the measured process starts cold)."""
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
+    from service.app import create_app
 
     files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in map(photo, ENROLLED)]
     settings = _settings(data_dir, model_dir, warm_up=False)
@@ -61,7 +61,7 @@ def child_measure(data_dir: Path, model_dir: Path, warm_up: bool, runs: int) -> 
     started = time.perf_counter()
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
+    from service.app import create_app
 
     settings = _settings(data_dir, model_dir, warm_up)
     app = create_app(settings)

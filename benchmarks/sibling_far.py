@@ -39,7 +39,7 @@ def main() -> None:
 
     from bench_frame import machine_line
 
-    from service.verification import Thresholds, decide
+    from faceverify.decision import Thresholds, decide
     from training.build_model import record_mirror
     from training.fusion import FusionHead
     from training.tower_cache import embed_files

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from faceverify.config import RuntimeConfig, runtime_config
+from faceverify.decision import default_operating_point
 
 EMBED_BATCH = 32  # bounds the memory of one embed call when a user enrols or reembeds many images
 _CARD_KEYS = ("version", "input_size", "embedding_dim", "thresholds")
@@ -69,26 +70,6 @@ def card_inputs(card: Mapping[str, Any]) -> list[ModelInput]:
     """The card's ``inputs`` (contract v2), or the implicit single dlib150 input."""
     raw = card.get("inputs") or [{"name": "chips", "size": card["input_size"], "alignment": "dlib150"}]
     return [ModelInput(str(i["name"]), int(i["size"]), str(i["alignment"])) for i in raw]
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    far: float | None
-    detection_threshold: float
-    verification_threshold: float
-
-
-def default_operating_point(card: Mapping[str, Any]) -> OperatingPoint:
-    """The card's ``operating_points`` entry at ``default_far`` when it has them, else its thresholds."""
-    points = card.get("operating_points") or []
-    default_far = card.get("default_far")
-    if points and default_far is not None:
-        best = min(points, key=lambda p: abs(float(p["far"]) - float(default_far)))
-        return OperatingPoint(
-            float(best["far"]), float(best["detection_threshold"]), float(best["verification_threshold"])
-        )
-    t = card["thresholds"]
-    return OperatingPoint(None, float(t["detection_threshold"]), float(t["verification_threshold"]))
 
 
 def configure_tensorflow_threads(threads: int) -> None:

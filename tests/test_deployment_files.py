@@ -131,14 +131,14 @@ def compose() -> dict:
 
 
 def settings_env_names() -> set[str]:
-    from service.core.config import Settings
+    from service.runtime.config import Settings
 
     return {f"FACEVERIFY_{name.upper()}" for name in Settings.model_fields}
 
 
 def cli_parses(argv: list[str]) -> bool:
     """Does the real `faceverify` parser accept this command line (without running it)?"""
-    from service.cli import build_parser
+    from service.cli.main import build_parser
 
     try:
         build_parser().parse_args(argv)
@@ -384,7 +384,7 @@ def test_compose_api_is_scalable_and_serves_what_the_image_serves(
 
 def test_compose_environment_is_valid_settings(compose: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Feed the compose environment to the real settings class, as the container would."""
-    from service.core.config import Settings
+    from service.runtime.config import Settings
 
     db = compose["services"]["db"]["environment"]
     known = settings_env_names()
@@ -405,8 +405,13 @@ def test_compose_environment_is_valid_settings(compose: dict, monkeypatch: pytes
 # ------------------------------------------------------------------------------------------- README
 
 
+DOCS = sorted((REPO / "docs").glob("*.md"))
+
+
 def readme_commands() -> list[str]:
-    text = README.read_text()
+    """Shell lines of README.md and every docs/*.md page (the README links to them for the details)."""
+    assert DOCS, "docs/*.md pages are missing"
+    text = "\n".join(path.read_text() for path in [README, *DOCS])
     # Every fenced block (any language tag, so a ```python block cannot shift the pairing), shell ones kept.
     blocks = re.findall(r"```(\w*)\n(.*?)```", text, flags=re.S)
     shell = [body for lang, body in blocks if lang in ("", "bash", "sh", "console", "shell")]
@@ -416,21 +421,21 @@ def readme_commands() -> list[str]:
 def test_readme_shows_compose_and_client_commands_that_exist(compose: dict) -> None:
     lines = readme_commands()
     compose_lines = [line for line in lines if line.startswith("docker compose")]
-    assert any(" up" in line for line in compose_lines), "README must show `docker compose up`"
+    assert any(" up" in line for line in compose_lines), "README or docs must show `docker compose up`"
     for line in compose_lines:
         for service in re.findall(r"--scale (\w+)=", line):
             assert service in compose["services"]
     cli = [c for line in lines if (c := faceverify_command(line.split("#")[0]))]
-    assert any(c[:1] == ["webcam"] for c in cli), "README must show the webcam client"
+    assert any(c[:1] == ["webcam"] for c in cli), "README or docs must show the webcam client"
     for argv in cli:
-        assert cli_parses(argv), f"README shows `faceverify {' '.join(argv)}`, which the CLI rejects"
+        assert cli_parses(argv), f"README/docs show `faceverify {' '.join(argv)}`, which the CLI rejects"
 
 
 def test_compose_metrics_stay_on_the_compose_network(
     compose: dict, dockerfile: tuple[dict[str, str], list[Stage]]
 ) -> None:
     """The metrics listener binds the container network and is neither published nor EXPOSEd."""
-    from service.core.config import Settings
+    from service.runtime.config import Settings
 
     api = compose["services"]["api"]
     port = int(api["environment"]["FACEVERIFY_METRICS_PORT"])
@@ -453,7 +458,7 @@ def _seconds(value: str) -> float:
 
 def test_compose_stop_grace_period_fits_the_graceful_stop(compose: dict) -> None:
     """docker kills after stop_grace_period: it must exceed the server's in-flight drain time."""
-    from service.core.config import Settings
+    from service.runtime.config import Settings
 
     api = compose["services"]["api"]
     drain = float(getattr(Settings(), "graceful_timeout_s", 20))  # the robust engineer's setting, 20 s

@@ -78,7 +78,7 @@ def test_deployment_probes_ready_and_health_on_the_port_it_serves() -> None:
 
 
 def test_deployment_runs_what_the_image_runs_as_its_user() -> None:
-    from service.cli import build_parser
+    from service.cli.main import build_parser
 
     text = DOCKERFILE.read_text()
     cmd = re.search(r'^CMD (\[.*\])$', text, flags=re.M)
@@ -93,7 +93,7 @@ def test_deployment_runs_what_the_image_runs_as_its_user() -> None:
 
 
 def test_deployment_has_resources_and_a_drain_budget() -> None:
-    from service.core.config import Settings
+    from service.runtime.config import Settings
 
     resources = api_container()["resources"]
     assert {"cpu", "memory"} <= set(resources["requests"]) and "memory" in resources["limits"]
@@ -103,7 +103,7 @@ def test_deployment_has_resources_and_a_drain_budget() -> None:
 
 
 def test_environment_is_settings_and_secrets_exist() -> None:
-    from service.core.config import Settings
+    from service.runtime.config import Settings
 
     known = {f"FACEVERIFY_{name.upper()}" for name in Settings.model_fields} | set(PENDING_SETTINGS)
     secret_keys = set(by_kind("Secret")["stringData"])

@@ -396,7 +396,7 @@ def test_bad_source_and_bad_options_are_usage_errors(tmp_path: Path) -> None:
 
 
 def test_faceverify_cli_exposes_the_webcam_modes() -> None:
-    from service.cli import build_parser
+    from service.cli.main import build_parser
 
     args = build_parser().parse_args(
         ["webcam", "verify", "--url", "http://h:1", "--user-id", "bob", "--source", "0", "--window", "7"]

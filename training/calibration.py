@@ -1,6 +1,6 @@
 """Operating points: thresholds of the service's vote rule at stated false-accept rates.
 
-What is calibrated is the decision the service makes (service.verification.decide), not a single
+What is calibrated is the decision the service makes (faceverify.decision.decide), not a single
 comparison: the probe is compared with each of the user's k enrolled photos, each similarity above
 the detection threshold t is a vote, and the user is verified when votes / k > v (v = 0.5). With v
 fixed that is "the m-th largest of the k similarities is above t", m = floor(v k) + 1, so each trial
@@ -24,25 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from faceverify.decision import VERIFICATION_THRESHOLD, rule_statistic
+
 FAR_LEVELS: tuple[float, ...] = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 KS: tuple[int, ...] = (1, 2, 3, 4, 5)
-VERIFICATION_THRESHOLD = 0.5
-
-
-def votes_needed(k: int, verification_threshold: float = VERIFICATION_THRESHOLD) -> int:
-    """Smallest vote count v with v / k > verification_threshold."""
-    return min(k + 1, math.floor(verification_threshold * k) + 1)
-
-
-def rule_statistic(sims: np.ndarray, verification_threshold: float = VERIFICATION_THRESHOLD) -> np.ndarray:
-    """sims [P, k] -> [P]: the rule accepts a row at detection threshold t iff statistic > t."""
-    k = sims.shape[1]
-    m = votes_needed(k, verification_threshold)
-    if m > k:
-        return np.full(sims.shape[0], -np.inf)
-    return np.partition(sims, k - m, axis=1)[:, k - m]
-
-
 @dataclass
 class Trials:
     """Rule statistics per k: impostor and genuine trials."""

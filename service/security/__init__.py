@@ -1,2 +1,2 @@
-"""Security of the service (issue 9): API keys and scopes, verify lockout, per-key rate limit,
-the hash-chained audit trail and the web-hardening middleware. Each module has one job."""
+"""Security: API keys and scopes, verify lockout, per-key rate limit, the hash-chained audit trail,
+the first admin key; routes for the audit trail and unlocking users. Each module has one job."""

@@ -22,8 +22,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from service.db_models import utcnow
-from service.security.models import AuditEntry, AuditHead
+from service.storage.tables import AuditEntry, AuditHead, utcnow
 
 SessionFactory = Callable[[], Session]
 

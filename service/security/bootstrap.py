@@ -11,7 +11,7 @@ import logging
 import os
 from pathlib import Path
 
-from service.domain_errors import Conflict
+from service.errors import Conflict
 from service.security import audit, keys
 
 log = logging.getLogger("faceverify.security")

@@ -18,9 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.db_models import utcnow
-from service.domain_errors import Conflict, InvalidInput, NotFound
-from service.security.models import ApiKey
+from service.errors import Conflict, InvalidInput, NotFound
+from service.storage.tables import ApiKey, utcnow
 
 SCOPES = ("verify", "enroll", "manage", "admin")
 PREFIX = "fvk"

@@ -17,9 +17,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.db_models import utcnow
-from service.domain_errors import TooManyRequests
-from service.security.models import VerifyLockout
+from service.errors import TooManyRequests
+from service.storage.tables import VerifyLockout, utcnow
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from service.domain_errors import TooManyRequests
+from service.errors import TooManyRequests
 
 
 class RateLimiter:

@@ -5,7 +5,7 @@ headers from one place, and a throwaway PostgreSQL cluster of the test's own.
   (`FAULTS_API_KEY`), which every server of the suite is given as FACEVERIFY_ADMIN_API_KEY (set
   for the duration of each fault-suite module, inherited by live server processes).
 * `tiny_model_dir` / `face_engine`: the service tests' sharp tiny SavedModel (real TF, fast).
-* `InProcessServer`: the real app under the real server configuration (`service.server.make_config`,
+* `InProcessServer`: the real app under the real server configuration (`service.runtime.server.make_config`,
   the guarded protocol) on a free loopback port, in a thread, sharing the loaded engine.
 * `Privatepostgres`: initdb into a temp dir as the `postgres` OS user, on its own port, so tests
   can stop and freeze it (never the machine's shared server).
@@ -88,19 +88,19 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def face_engine(tiny_model_dir: Path) -> Any:
-    from service.engine import FaceEngine
+    from service.faces.engine import FaceEngine
 
     return FaceEngine(tiny_model_dir, None, 1)
 
 
 class InProcessServer:
-    """`create_app` served by `service.server.make_config` (our protocol and limits) in a thread."""
+    """`create_app` served by `service.runtime.server.make_config` (our protocol and limits) in a thread."""
 
     def __init__(self, settings: Any, face_engine: Any):
         import uvicorn
 
-        from service.main import create_app
-        from service.server import make_config
+        from service.app import create_app
+        from service.runtime.server import make_config
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -8,8 +8,8 @@ import json
 import time
 from typing import Any
 
-from service.admission import AdmissionGate, AdmissionMiddleware
-from service.core.config import Settings
+from service.runtime.admission import AdmissionGate, AdmissionMiddleware
+from service.runtime.config import Settings
 
 
 def test_gate_admits_queues_and_sheds() -> None:

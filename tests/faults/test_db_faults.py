@@ -25,7 +25,7 @@ DEADLINE_S = 10.0  # the issue's bound for "503 within"
 
 
 def _settings(tmp_path: Path, url: str, model: Path) -> Any:
-    from service.core.config import Settings
+    from service.runtime.config import Settings
 
     return Settings(
         data_dir=tmp_path / "data", database_url=url, model_dir=model,
@@ -96,7 +96,7 @@ def test_postgres_stopped_then_frozen_gives_503_fast_and_recovers(
 def test_sqlite_writer_lock_gives_503_within_seconds(
     tmp_path: Path, tiny_model_dir: Path, face_engine: Any
 ) -> None:
-    from service.core.config import Settings
+    from service.runtime.config import Settings
 
     photo = lfw_bytes("Tony_Blair", 2)
     settings = Settings(data_dir=tmp_path / "data", model_dir=tiny_model_dir, sqlite_busy_timeout_s=1.0)

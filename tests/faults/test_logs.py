@@ -10,7 +10,7 @@ import io
 import json
 import logging
 
-from service.logs import JsonFormatter, RateLimitFilter, RequestIdFilter, request_id_var
+from service.runtime.logs import JsonFormatter, RateLimitFilter, RequestIdFilter, request_id_var
 
 
 def _logger(name: str, *filters: logging.Filter) -> tuple[logging.Logger, io.StringIO]:

@@ -50,8 +50,8 @@ def api_app(
 ) -> Iterator[Any]:
     from fastapi.testclient import TestClient
 
-    from service.core.config import Settings
-    from service.main import create_app
+    from service.app import create_app
+    from service.runtime.config import Settings
 
     data = tmp_path_factory.mktemp("fuzz") / "data"
     # docs_enabled: the schema is served (it is off by default); lockout and rate limit lifted so that

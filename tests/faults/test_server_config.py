@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import resource
 
-from service.core.config import Settings
-from service.server import GuardedH11Protocol, make_config, raise_fd_limit
+from service.runtime.config import Settings
+from service.runtime.server import GuardedH11Protocol, make_config, raise_fd_limit
 
 
 async def _app(scope: object, receive: object, send: object) -> None:  # pragma: no cover - not served

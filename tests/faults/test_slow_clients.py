@@ -38,7 +38,7 @@ class _Records(logging.Handler):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, face_engine: Any) -> Iterator[Any]:
-    from service.core.config import Settings
+    from service.runtime.config import Settings
 
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("slow") / "data", model_dir=tiny_model_dir,

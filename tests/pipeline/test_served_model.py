@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from lfw_sets import REPO, lfw_path, lfw_rgb
 
-from faceverify.model import ServedModel, card_inputs, default_operating_point
+from faceverify.decision import default_operating_point
+from faceverify.model import ServedModel, card_inputs
 from tests.live_server import release_model_dir
 
 

@@ -66,7 +66,7 @@ def tiny_model_dir(models_root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def face_engine(tiny_model_dir: Path):
-    from service.engine import FaceEngine
+    from service.faces.engine import FaceEngine
 
     return FaceEngine(tiny_model_dir)
 
@@ -138,8 +138,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 def _truncate(url: str) -> None:
     from sqlalchemy import inspect, text
 
-    from service.core.config import normalise_database_url
-    from service.core.db import create_db_engine
+    from service.runtime.config import normalise_database_url
+    from service.storage.database import create_db_engine
 
     engine = create_db_engine(normalise_database_url(url))
     try:
@@ -164,7 +164,7 @@ def _truncate(url: str) -> None:
 
 @pytest.fixture
 def settings(backend: Backend, tmp_path: Path, tiny_model_dir: Path):
-    from service.core.config import Settings
+    from service.runtime.config import Settings
 
     return Settings(data_dir=tmp_path / "data", database_url=backend.url, model_dir=tiny_model_dir)
 
@@ -175,7 +175,7 @@ def client(settings, face_engine):
     loaded engine."""
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
+    from service.app import create_app
 
     # Server errors come back as the 500 JSON a client would get (the traceback is logged).
     # Every request carries the admin key the app created on its first start (DATA_DIR/admin-api-key);
@@ -233,7 +233,7 @@ def serve_in_thread(app: Any) -> Iterator[str]:
 def live_app(settings, face_engine) -> Iterator[LiveApp]:
     """`create_app` on a real loopback socket (SQLite and PostgreSQL, like `client`), with the admin
     key the app created at start-up."""
-    from service.main import create_app
+    from service.app import create_app
 
     app = create_app(settings, face_engine=face_engine)
     with serve_in_thread(app) as url:

@@ -12,9 +12,9 @@ import pytest
 from service_testdata import lfw_bytes
 from sqlalchemy import delete, update
 
-from service.cli import main as cli
+from service.cli.main import main as cli
 from service.security import audit
-from service.security.models import AuditEntry, AuditHead
+from service.storage.tables import AuditEntry, AuditHead
 
 pytestmark = pytest.mark.lfw
 

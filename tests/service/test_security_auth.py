@@ -15,11 +15,11 @@ from fastapi.routing import iter_route_contexts
 from service_testdata import lfw_bytes
 from sqlalchemy import select
 
-from service.core.config import Settings
-from service.main import create_app
+from service.app import create_app
+from service.runtime.config import Settings
 from service.security import keys
-from service.security.models import ApiKey
 from service.security.ratelimit import RateLimiter
+from service.storage.tables import ApiKey
 
 pytestmark = pytest.mark.lfw
 

@@ -14,9 +14,9 @@ import pytest
 from service_testdata import lfw_bytes
 from sqlalchemy import update
 
-from service.core.db import create_db_engine, make_session_factory
 from service.security import lockout
-from service.security.models import VerifyLockout
+from service.storage.database import create_db_engine, make_session_factory
+from service.storage.tables import VerifyLockout
 
 pytestmark = pytest.mark.lfw
 
@@ -76,8 +76,8 @@ def _policy() -> lockout.LockoutPolicy:
 
 
 def test_lock_period_doubles_on_repeat_and_is_capped(backend) -> None:
-    from service.core.config import normalise_database_url
-    from service.core.db import upgrade_to_head
+    from service.runtime.config import normalise_database_url
+    from service.storage.database import upgrade_to_head
 
     engine = create_db_engine(normalise_database_url(backend.url))
     upgrade_to_head(engine)
@@ -101,8 +101,8 @@ def test_lock_period_doubles_on_repeat_and_is_capped(backend) -> None:
 
 
 def test_concurrent_failures_are_each_counted(backend) -> None:
-    from service.core.config import normalise_database_url
-    from service.core.db import upgrade_to_head
+    from service.runtime.config import normalise_database_url
+    from service.storage.database import upgrade_to_head
 
     engine = create_db_engine(normalise_database_url(backend.url))
     upgrade_to_head(engine)

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from service_testdata import lfw_bytes
 
-from service.main import create_app
+from service.app import create_app
 
 pytestmark = pytest.mark.lfw
 

@@ -15,7 +15,7 @@ import service_testdata as images
 from service_testdata import lfw_bytes
 from sqlalchemy import select
 
-from service.db_models import Image, User
+from service.storage.tables import Image, User
 
 pytestmark = pytest.mark.lfw
 
@@ -298,7 +298,7 @@ def test_failed_commit_leaves_no_orphan_files_or_rows(client, monkeypatch) -> No
 
 
 def test_failed_photo_write_leaves_no_rows_or_files(client, monkeypatch) -> None:
-    from service.store import ImageStore
+    from service.storage.photos import ImageStore
 
     real_write = ImageStore.write_photo
     calls = []
@@ -419,7 +419,7 @@ def test_health_ready_and_docs(client) -> None:
 
 
 def test_ready_is_503_when_the_database_is_unreachable(client) -> None:
-    from service.core.db import create_db_engine
+    from service.storage.database import create_db_engine
 
     good = client.app.state.db_engine
     client.app.state.db_engine = create_db_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")

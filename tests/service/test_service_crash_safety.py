@@ -24,12 +24,12 @@ import pytest
 from service_testdata import lfw_bytes
 from sqlalchemy import select
 
-from service.core.config import Settings, normalise_database_url
-from service.core.db import create_db_engine, make_session_factory
-from service.crashpoints import DELETE_POINTS, ENROL_POINTS, ENV
-from service.db_models import Image, User
-from service.storage_setup import open_storage
-from service.store import TEMP_PREFIX
+from service.runtime.config import Settings, normalise_database_url
+from service.runtime.crashpoints import DELETE_POINTS, ENROL_POINTS, ENV
+from service.storage.database import create_db_engine, make_session_factory
+from service.storage.photos import TEMP_PREFIX
+from service.storage.setup import open_storage
+from service.storage.tables import Image, User
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/live_server.py
 from live_server import LiveService, start_service, stop_service, wait_ready  # noqa: E402

@@ -30,10 +30,12 @@ from conftest import LiveApp
 from service_testdata import lfw_bytes
 from sqlalchemy import select
 
-from service import enrolment, recovery, user_admin
-from service.crashpoints import installed_hook
-from service.db_models import Image, User
-from service.store import TEMP_PREFIX
+from service.enrolment import service as enrolment
+from service.runtime.crashpoints import installed_hook
+from service.storage import recovery
+from service.storage.photos import TEMP_PREFIX
+from service.storage.tables import Image, User
+from service.users import service as user_admin
 
 pytestmark = pytest.mark.lfw
 

@@ -1,4 +1,4 @@
-"""Which face of a photo is enrolled or verified: faceverify.selection, re-exported by service.engine
+"""Which face of a photo is enrolled or verified: faceverify.selection, re-exported by service.faces.engine
 (pure policy over detected faces: boxes and quality)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from faceverify.face import Face
 from faceverify.geometry import Box
 from faceverify.quality import FaceQuality
-from service.engine import select_enrolment_face, select_verify_face
+from faceverify.selection import select_enrolment_face, select_verify_face
 
 GOOD = FaceQuality(face_width=100, sharpness=200, brightness=120, yaw=0, pitch=0, roll=0, score=0.95)
 

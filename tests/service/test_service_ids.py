@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from service_testdata import lfw_bytes
 from sqlalchemy import select
 
-from service.db_models import User
+from service.storage.tables import User
 
 pytestmark = pytest.mark.lfw
 
@@ -77,7 +77,7 @@ def test_a_deleted_newest_image_id_is_never_reused_and_a_retried_delete_is_404(
 def test_deleting_the_newest_user_frees_neither_its_row_id_nor_its_image_ids(
     client: TestClient, backend: Backend
 ) -> None:
-    """Users too: the embeddings' associated data names the user row (service.crypto), so a reused
+    """Users too: the embeddings' associated data names the user row (service.storage.crypto), so a reused
     users.id would make a deleted user's leftover blob authenticate for someone else."""
     first = _enrol(client, "u", FIRST)
     theirs = _enrol(client, "other", OTHER)

@@ -11,7 +11,7 @@ import pytest
 from service_testdata import lfw_bytes
 from sqlalchemy import select, update
 
-from service.liveness_models import LivenessChallenge
+from service.storage.tables import LivenessChallenge
 
 pytestmark = pytest.mark.lfw
 
@@ -132,7 +132,7 @@ def test_burst_limits_and_field_combinations(client) -> None:
 def test_liveness_required_refuses_a_plain_verify(settings, face_engine) -> None:
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
+    from service.app import create_app
 
     strict = settings.model_copy(update={"liveness_required": True})
     with TestClient(create_app(strict, face_engine=face_engine), raise_server_exceptions=False) as client:
@@ -181,9 +181,9 @@ def test_tilted_photo_acting_out_the_steps_is_refused_and_cannot_be_replayed(cli
 
 def test_a_challenge_is_bound_to_the_api_key_that_asked_for_it(client) -> None:
     """The security layer puts the key's name on request.state; the store refuses another key."""
-    from service.db_models import User
-    from service.domain_errors import Forbidden
-    from service.liveness_store import consume_challenge, issue_challenge
+    from service.errors import Forbidden
+    from service.liveness.challenges import consume_challenge, issue_challenge
+    from service.storage.tables import User
 
     _enroll(client, "bush", BUSH)
     with client.app.state.session_factory() as session:

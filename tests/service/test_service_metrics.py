@@ -17,7 +17,8 @@ import service_testdata as images
 from prometheus_client.parser import text_string_to_metric_families
 from service_testdata import lfw_bytes
 
-from service import metrics
+from faceverify.decision import resolve_request_thresholds
+from service.runtime import metrics
 
 pytestmark = pytest.mark.lfw
 
@@ -127,7 +128,7 @@ def test_metrics_are_not_served_on_the_api_port(client) -> None:
 def test_metrics_listener_stops_with_the_app(settings, face_engine) -> None:
     from fastapi.testclient import TestClient
 
-    from service.main import create_app
+    from service.app import create_app
 
     with TestClient(create_app(settings, face_engine=face_engine)) as client:
         port = client.app.state.metrics_server.port
@@ -137,16 +138,19 @@ def test_metrics_listener_stops_with_the_app(settings, face_engine) -> None:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
 
 
-def test_operating_point_label_names_the_card_point_the_thresholds_match() -> None:
+def test_operating_point_label_names_the_level_a_request_decided_at() -> None:
     card = {
         "thresholds": {"detection_threshold": 0.5, "verification_threshold": 0.5},
+        "default_far": 0.001,
+        "loosest_far": 0.01,
         "operating_points": [
             {"far": 0.001, "detection_threshold": 0.7, "verification_threshold": 0.5, "frr": 0.02},
             {"far": 0.01, "detection_threshold": 0.6, "verification_threshold": 0.5, "frr": 0.01},
         ],
     }
-    assert metrics.operating_point(card, 0.7, 0.5) == "far=0.001"
-    assert metrics.operating_point(card, 0.6, 0.5) == "far=0.01"
-    assert metrics.operating_point(card, 0.5, 0.5) == "default"
-    assert metrics.operating_point(card, 0.65, 0.5) == "custom"
-    assert metrics.operating_point({"operating_points": [{"far": "x"}]}, 0.5, 0.5) == "custom"
+    assert resolve_request_thresholds(card).label == "far=0.001"
+    assert resolve_request_thresholds(card, 0.01).label == "far=0.01"
+    assert resolve_request_thresholds(card, 0.01, detection=0.65).label == "custom"
+    old = {"thresholds": card["thresholds"]}
+    assert resolve_request_thresholds(old).label == "default"
+    assert resolve_request_thresholds(old, None, 0.55).label == "custom"

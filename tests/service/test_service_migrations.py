@@ -20,8 +20,8 @@ from service_testdata import lfw_bytes
 from sqlalchemy import Engine, delete, insert, inspect, select
 from sqlalchemy.exc import OperationalError
 
-from service.core.config import Settings, normalise_database_url
-from service.core.db import (
+from service.runtime.config import Settings, normalise_database_url
+from service.storage.database import (
     alembic_config,
     create_db_engine,
     current_revision,
@@ -29,7 +29,7 @@ from service.core.db import (
     migration_transaction,
     upgrade_to_head,
 )
-from service.db_models import Base, Image, User
+from service.storage.tables import Base, Image, User
 
 
 def test_plain_postgresql_urls_use_psycopg3() -> None:
@@ -155,7 +155,7 @@ def _sequence(engine: Engine, table: str) -> int:
 
 def _populate(engine: Engine) -> None:
     """Two users with images and liveness rows; the newest image (id 3) deleted: ids 1, 2 remain."""
-    from service.liveness_models import LivenessBurstHash, LivenessChallenge
+    from service.storage.tables import LivenessBurstHash, LivenessChallenge
 
     now = dt.datetime.now(dt.UTC)
     image = {"path": "p", "size": 1, "box_x": 0, "box_y": 0, "box_w": 9, "box_h": 9, "embedding": b"\x01",
@@ -252,7 +252,7 @@ def test_a_sqlite_upgrade_failing_half_way_leaves_the_database_as_it_was(tmp_pat
 @contextmanager
 def _service(settings: Settings, face_engine: Any) -> Iterator[TestClient]:
     """The app over HTTP with its lifespan (start-up migration if enabled, store repair)."""
-    from service.main import create_app
+    from service.app import create_app
 
     with TestClient(create_app(settings, face_engine=face_engine), raise_server_exceptions=False) as client:
         client.headers["X-API-Key"] = settings.admin_key_file.read_text().strip()
@@ -283,7 +283,7 @@ def test_a_populated_0004_sqlite_service_upgrades_keeping_rows_ids_and_encrypted
     blobs whose associated data names the user row), the service starts on it (start-up migration,
     store repair dropping nothing), every blob decrypts and votes, and the deleted id, known
     from the audit trail, is not handed out again."""
-    from service import cli
+    from service.cli import main as cli
 
     settings = Settings(
         data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'fv.db'}", model_dir=tiny_model_dir

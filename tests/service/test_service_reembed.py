@@ -10,11 +10,11 @@ from fastapi.testclient import TestClient
 from service_testdata import lfw_bytes
 from sqlalchemy import select
 
-from service.cli import main as cli_main
-from service.core.config import Settings
-from service.db_models import Image
-from service.engine import FaceEngine
-from service.main import create_app
+from service.app import create_app
+from service.cli.main import main as cli_main
+from service.faces.engine import FaceEngine
+from service.runtime.config import Settings
+from service.storage.tables import Image
 
 pytestmark = pytest.mark.lfw
 

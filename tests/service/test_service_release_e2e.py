@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from service_testdata import lfw_bytes
 
-from service.core.config import Settings
-from service.main import create_app
+from service.app import create_app
+from service.runtime.config import Settings
 
 pytestmark = [pytest.mark.lfw, pytest.mark.slow]
 

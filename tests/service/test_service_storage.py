@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 from service_testdata import lfw_bytes
 from sqlalchemy import select, update
 
-from service.cli import main as cli_main
-from service.crypto import KEY_FILE_NAME, DecryptionError, KeyRing, photo_aad
-from service.db_models import Image, User, embedding_to_bytes
-from service.engine import FaceEngine
-from service.main import create_app
+from service.app import create_app
+from service.cli.main import main as cli_main
+from service.faces.engine import FaceEngine
+from service.storage.crypto import KEY_FILE_NAME, DecryptionError, KeyRing, photo_aad
+from service.storage.tables import Image, User, embedding_to_bytes
 
 pytestmark = pytest.mark.lfw
 
@@ -233,7 +233,7 @@ def test_embeddings_only_keeps_no_photo_and_reembed_says_users_must_re_enrol(
 def test_rotation_re_encrypts_everything_resumes_after_a_crash_and_retires_the_old_key(
     client, settings, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from service.store import ImageStore
+    from service.storage.photos import ImageStore
 
     assert enroll(client, "bush", BUSH[:2]).status_code == 201
     assert enroll(client, "blair", [("Tony_Blair", 2)]).status_code == 201

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.crypto import KEY_FILE_NAME, DecryptionError, KeyConfigError, KeyRing, new_key_text
-from service.db_models import open_embedding, seal_embedding
-from service.store import TEMP_PREFIX, ImageStore, sha256_hex
+from service.storage.crypto import KEY_FILE_NAME, DecryptionError, KeyConfigError, KeyRing, new_key_text
+from service.storage.photos import TEMP_PREFIX, ImageStore, sha256_hex
+from service.storage.tables import open_embedding, seal_embedding
 
 PHOTO = b"\xff\xd8\xff\xe0" + b"a distinctive slice of jpeg-ish bytes" * 20
 

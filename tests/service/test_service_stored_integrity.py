@@ -26,9 +26,9 @@ from prometheus_client import REGISTRY
 from service_testdata import lfw_bytes
 from sqlalchemy import select, update
 
-from service.cli import main as cli_main
-from service.crypto import HEADER_BYTES, KEY_FILE_NAME
-from service.db_models import Image
+from service.cli.main import main as cli_main
+from service.storage.crypto import HEADER_BYTES, KEY_FILE_NAME
+from service.storage.tables import Image
 
 pytestmark = pytest.mark.lfw
 

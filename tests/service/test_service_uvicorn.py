@@ -33,7 +33,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
     env.pop("FACEVERIFY_DATABASE_URL", None)  # the embedded default: SQLite under DATA_DIR
     log = (data_dir / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--log-level", "warning"],
+        [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port), "--log-level", "warning"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -127,7 +127,7 @@ def test_an_upload_without_a_key_is_refused_before_its_body_is_read(served: tupl
 
 def test_serve_without_a_model_explains_how_to_build_it(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve", "--model-dir", str(tmp_path / "none")],
+        [sys.executable, "-m", "service.cli.main", "serve", "--model-dir", str(tmp_path / "none")],
         capture_output=True,
         text=True,
         timeout=120,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.verification import ThresholdError, Thresholds, decide, resolve_thresholds
+from faceverify.decision import ThresholdError, Thresholds, decide, resolve_thresholds
 
 CARD = {
     "detection_threshold": 0.6,

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.main import create_app
+from service.app import create_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LFW = REPO_ROOT.parent / "shared" / "data" / "lfw" / "images"

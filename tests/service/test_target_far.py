@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.verification import (
+from faceverify.decision import (
     TargetFarError,
     ThresholdError,
     Thresholds,
@@ -100,7 +100,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def face_engine(tiny_model_dir: Path):
-    from service.engine import FaceEngine
+    from service.faces.engine import FaceEngine
 
     return FaceEngine(tiny_model_dir)
 

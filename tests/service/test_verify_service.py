@@ -6,8 +6,8 @@ import pytest
 import service_testdata as images
 from service_testdata import lfw_bytes
 
-from service.domain_errors import InvalidInput, NotFound, TooManyRequests
-from service.verify_service import VerifyOptions, verify_image
+from service.errors import InvalidInput, NotFound, TooManyRequests
+from service.verification.service import VerifyOptions, verify_image
 
 pytestmark = pytest.mark.lfw
 

@@ -6,15 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.verification import Thresholds, decide
-from training.calibration import (
-    KS,
-    collect_trials,
-    operating_points,
-    rule_statistic,
-    threshold_at_far,
-    votes_needed,
-)
+from faceverify.decision import Thresholds, decide, rule_statistic, votes_needed
+from training.calibration import KS, collect_trials, operating_points, threshold_at_far
 
 
 def test_votes_needed_matches_strict_ratio_rule() -> None:

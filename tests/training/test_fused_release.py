@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from faceverify.decision import decide, resolve_request_thresholds
 from faceverify.sface import SFACE_FILE, SFACE_SHA256
-from service.verification import decide, resolve_request_thresholds
 from tests.training.conftest import LFW_IMAGES, need_lfw
 from training.build_model import FUSED_HEAD, FUSED_RELEASE_VERSION, export_release, record_mirror
 from training.calibration import FAR_LEVELS

@@ -132,7 +132,7 @@ def test_tiny_seed_experiment_end_to_end(tmp_path: Path, pipeline, cache_dir: Pa
 
 
 def test_cli_registers_train_seed() -> None:
-    from service.cli import build_parser
+    from service.cli.main import build_parser
 
     args = build_parser().parse_args(
         [

@@ -20,9 +20,9 @@ def _photo(root: Path, person: str, n: int) -> tuple[str, bytes, str]:
 def _serve(model_dir: Path, tmp_path: Path, pipeline):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
-    from service.core.config import Settings
-    from service.engine import FaceEngine
-    from service.main import create_app
+    from service.app import create_app
+    from service.faces.engine import FaceEngine
+    from service.runtime.config import Settings
 
     settings = Settings(
         data_dir=tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'fv.db'}", model_dir=model_dir

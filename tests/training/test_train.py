@@ -150,7 +150,7 @@ def test_frozen_dlib_head_trains_exports_and_evaluates(
     ).exists()
 
     # The same through the command line: `faceverify export RUN` then `faceverify evaluate`.
-    from service.cli import main
+    from service.cli.main import main
 
     cli_model = tmp_path / "model_cli"
     assert main(["export", str(run), "--out", str(cli_model), "--version", "t-cli"]) == 0

@@ -1,0 +1,1 @@
+"""Audit: GET /audit (routes, schemas) over the hash-chained trail of service.security.audit."""

@@ -1,0 +1,259 @@
+"""Service settings: one pydantic-settings class, every field overridable as `FACEVERIFY_<NAME>`.
+
+Kept in one place so the CLI, the app, the migrations and the tests agree on where the database,
+the image store and the model live, and on the input limits that protect the service.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+def normalise_database_url(url: str) -> str:
+    """Make a plain `postgresql://` URL use psycopg 3 (SQLAlchemy would otherwise pick psycopg2).
+
+    Deployment tools hand out `postgresql://` or `postgres://` URLs; we ship only psycopg 3.
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of the verification service (environment prefix `FACEVERIFY_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FACEVERIFY_", extra="ignore", protected_namespaces=())
+
+    data_dir: Path = Field(
+        default=Path("./data"), description="Image store and the default SQLite database."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default sqlite:///<DATA_DIR>/faceverify.db. postgresql:// works.",
+    )
+    model_dir: Path = Field(
+        default=Path("./models/release"), description="Served SavedModel + model_card.json."
+    )
+    max_upload_bytes: int = Field(
+        default=10 * MB, gt=0, description="Largest accepted image file in bytes (413 above)."
+    )
+    max_pixels: int = Field(
+        default=40_000_000, gt=0, description="Largest decoded image in pixels (decompression bombs)."
+    )
+    max_images_per_enroll: int = Field(default=64, gt=0, description="Most files in one POST /enroll.")
+    migrate_on_startup: bool = Field(
+        default=True, description="Bring the schema to head when the app starts."
+    )
+    liveness_required: bool = Field(
+        default=False, description="Refuse a plain single-image /verify (422 liveness_required)."
+    )
+    liveness_challenge_ttl_s: int = Field(default=30, gt=0, description="Lifetime of a liveness challenge.")
+    liveness_move_closer: bool = Field(default=False, description="Challenges may also ask to move closer.")
+    liveness_min_frames: int = Field(default=8, gt=1, description="Fewest frames in a liveness burst.")
+    liveness_max_frames: int = Field(default=48, gt=1, description="Most frames in a liveness burst.")
+    liveness_max_total_bytes: int = Field(
+        default=24 * MB, gt=0, description="Largest liveness burst (all frames together) in bytes."
+    )
+    tf_threads: int = Field(
+        default=0, ge=0, description="TensorFlow intra/inter-op threads; 0 lets TF decide."
+    )
+    # --- operations (README "Deployment"): warm start, Prometheus metrics --------------------------
+    warm_up: bool = Field(
+        default=True, description="Run one inference on a built-in image before /ready turns ready."
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Bind address of the Prometheus /metrics listener (not the API's)."
+    )
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Port of the /metrics listener; 0: none (the image sets 9464)."
+    )
+
+    # ----------------------------------------------------------- storage (README "Encryption and storage")
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="Data key for stored photos and embeddings (AES-256-GCM): base64 of 32 bytes. "
+        "Unset: a key file DATA_DIR/encryption-keys.json (0600) is created on first start and used.",
+    )
+    encryption_old_keys: SecretStr = Field(
+        default=SecretStr(""),
+        description="Comma-separated base64 keys still needed to READ data sealed before a rotation "
+        "(with ENCRYPTION_KEY set to the new key, until `faceverify encryption rotate` has run).",
+    )
+    store_photos: bool = Field(
+        default=True,
+        description="Keep the enrolled photos (encrypted). False = embeddings only: no photo is ever "
+        "written, but a model change then needs every user to re-enrol (reembed cannot work).",
+    )
+    max_images_per_user: int = Field(
+        default=100, gt=0, description="Most stored images per user (409 image_quota_exceeded above)."
+    )
+    max_bytes_per_user: int = Field(
+        default=100 * MB,
+        gt=0,
+        description="Most uploaded photo bytes stored per user (413 byte_quota_exceeded above).",
+    )
+
+    # --- security (issue 9): keys, lockout, rate limit, audit, web hardening -------------------
+    bootstrap_admin_key: bool = Field(
+        default=True,
+        description="On start with no API key in the database, create an admin key and write it to "
+        "DATA_DIR/admin-api-key (mode 0600) so `make serve` works with no set-up.",
+    )
+    admin_api_key: SecretStr | None = Field(
+        default=None,
+        description="Secret of the first admin key (from `faceverify keys new-secret`), used instead of a "
+        "generated one when the database has no key; no key file is written then.",
+    )
+    lockout_max_failures: int = Field(
+        default=5, gt=0, description="Failed verifies of one user_id within the window that lock it."
+    )
+    lockout_window_s: int = Field(
+        default=180, gt=0, description="Window (seconds) in which failed verifies are counted."
+    )
+    lockout_base_s: int = Field(
+        default=60, gt=0, description="First lock period (seconds); doubles on each repeat lock."
+    )
+    lockout_max_s: int = Field(
+        default=3600, gt=0, description="Cap on the lock period (seconds)."
+    )
+    rate_limit_per_minute: int = Field(
+        default=600, ge=0, description="Requests per minute per API key, per process (0: no limit)."
+    )
+    expose_scores: bool = Field(
+        default=False,
+        description="Show votes, vote_ratio and best_similarity to every key (else to admin keys only): "
+        "a raw score is a gradient an attacker can climb.",
+    )
+    audit_retention_days: int = Field(
+        default=0, ge=0, description="`faceverify audit prune` drops entries older than this (0: keep all)."
+    )
+    docs_enabled: bool = Field(
+        default=False, description="Serve /docs, /redoc and /openapi.json (off: 404)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="CORS allow-list of origins; empty: no CORS headers at all."
+    )
+    trusted_hosts: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Host header allow-list (e.g. [\"faceverify.lan\", \"127.0.0.1\"]) against DNS "
+        "rebinding; [\"*\"] accepts any host.",
+    )
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin-api-key"
+
+    # --- Robustness (faults and load); see README "Robustness". -------------------------------------
+    db_connect_timeout_s: int = Field(
+        default=3, ge=1, description="PostgreSQL connect timeout (libpq connect_timeout), seconds."
+    )
+    db_statement_timeout_s: float = Field(
+        default=4.0, gt=0, description="Server-side statement_timeout on PostgreSQL, seconds."
+    )
+    db_deadline_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Client-side deadline on each PostgreSQL round trip; a frozen server (whose kernel "
+        "still ACKs) is given up on after this and the request gets 503 database_unavailable.",
+    )
+    db_pool_size: int = Field(default=5, ge=1, description="PostgreSQL connections kept open.")
+    db_max_overflow: int = Field(default=5, ge=0, description="Extra PostgreSQL connections under load.")
+    db_pool_timeout_s: float = Field(
+        default=2.0, gt=0, description="Longest wait for a pooled connection before 503 (stuck pool)."
+    )
+    sqlite_busy_timeout_s: float = Field(
+        default=8.0,
+        gt=0,
+        description="How long SQLite waits on another writer's lock before 503 (enrolments of one "
+        "user serialise on it, so it must outlast one enrolment).",
+    )
+    db_retry_after_s: int = Field(
+        default=2, ge=1, description="Retry-After sent with 503 database_unavailable."
+    )
+    ready_timeout_s: float = Field(
+        default=2.0, gt=0, description="GET /ready reports the database as unreachable after this."
+    )
+    admission_max_active: int = Field(
+        default=0,
+        ge=0,
+        description="Requests allowed in the CPU-heavy routes at once; 0 means the CPU core count.",
+    )
+    admission_max_queued: int = Field(
+        default=0, ge=0, description="Requests that may wait for a slot; 0 means the CPU core count."
+    )
+    admission_max_wait_s: float = Field(
+        default=0.5, ge=0, description="Longest wait for a slot before 503 overloaded."
+    )
+    admission_retry_after_s: int = Field(
+        default=1, ge=1, description="Retry-After sent with 503 overloaded."
+    )
+    admission_paths: list[str] = Field(
+        default=["/verify", "/enroll", "/liveness"],
+        description="Path prefixes that go through admission control (the CPU-heavy routes).",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection must send a complete request head within this many seconds of "
+        "opening (or of its previous response), else it is closed (slow-loris).",
+    )
+    body_idle_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest pause while a request body streams in (408 after)."
+    )
+    body_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest time to receive a whole request body (408 after)."
+    )
+    keep_alive_s: int = Field(default=5, ge=1, description="Idle keep-alive connections close after this.")
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Most open connections (fd exhaustion); above it the connection waiting longest "
+        "without a request is closed to admit the new one, or the new one if all are busy.",
+    )
+    graceful_timeout_s: int = Field(
+        default=8,
+        ge=1,
+        description="On SIGTERM, how long in-flight requests may take to finish (under Docker's "
+        "default 10 s stop timeout, after which it sends SIGKILL).",
+    )
+    log_format: str = Field(
+        default="json", pattern="^(json|text)$", description="json (one object per line) or text."
+    )
+
+    @property
+    def admission_active(self) -> int:
+        return self.admission_max_active or (os.cpu_count() or 1)
+
+    @property
+    def admission_queued(self) -> int:
+        return self.admission_max_queued or (os.cpu_count() or 1)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return normalise_database_url(self.database_url)
+        return f"sqlite:///{(self.data_dir / 'faceverify.db').resolve()}"
+
+    @property
+    def image_dir(self) -> Path:
+        return self.data_dir / "images"
+
+    def max_request_bytes(self, path: str) -> int:
+        """Cap on a whole request body, enforced while streaming (before it reaches memory or disk).
+
+        /verify carries one image or a liveness burst; /enroll at most `max_images_per_enroll`;
+        anything else is small.
+        """
+        if path.rstrip("/").endswith("/verify"):
+            return max(self.max_upload_bytes, self.liveness_max_total_bytes) + MB
+        if path.rstrip("/").endswith("/enroll"):
+            return self.max_upload_bytes * self.max_images_per_enroll + MB
+        return MB
+

@@ -1,0 +1,1 @@
+"""Users: list, show, delete users and images (routes, schemas, and the domain service)."""
