@@ -91,7 +91,9 @@ def cmd_reembed(args: argparse.Namespace) -> int:
 
     _keyring, store = open_storage(settings)
     with open_database(settings) as engine:
-        face_engine = FaceEngine(settings.model_dir, tf_threads=settings.tf_threads)
+        face_engine = FaceEngine(
+            settings.model_dir, tf_threads=settings.tf_threads, runtime=settings.runtime_config()
+        )
         report = reembed(
             make_session_factory(engine),
             store,
