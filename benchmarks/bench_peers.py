@@ -73,6 +73,13 @@ def cpu_line() -> str:
     )
 
 
+def cli_of(checkout: Path) -> list[str]:
+    """The CLI module of a checkout: service/cli/main.py since the service restructure, before it
+    service/cli.py."""
+    module = "service.cli.main" if (checkout / "service" / "cli" / "main.py").is_file() else "service.cli"
+    return [sys.executable, "-m", module]
+
+
 def frames() -> dict[str, bytes]:
     return {
         "640x480, one face": letterboxed_frame(180),
@@ -226,19 +233,16 @@ def main() -> None:
         (Path(tmp) / "prev").mkdir()
         (Path(tmp) / "new").mkdir()
         # Each server runs its own checkout's code (PYTHONPATH first on sys.path, before the venv's install).
-        cli = [sys.executable, "-m", "service.cli"]
         server_prev = start_server(
             previous_model,
             Path(tmp) / "prev",
-            command=cli,
+            command=cli_of(args.previous_checkout),
             env_extra={**env, "PYTHONPATH": str(args.previous_checkout)},
         )
         server_new = start_server(
-            args.model_dir,
-            Path(tmp) / "new",
-            command=cli,
+            args.model_dir, Path(tmp) / "new", command=cli_of(REPO),
             env_extra={**env, "PYTHONPATH": str(REPO), "FACEVERIFY_RUNTIME": "auto"},
-        )
+        )  # fmt: skip
         try:
             http_prev = HttpVerify(server_prev, "/verify over HTTP, previous release (2026.12.1, TF)")
             http_new = HttpVerify(server_new, "/verify over HTTP, this checkout (LiteRT)")
