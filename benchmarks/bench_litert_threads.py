@@ -43,6 +43,7 @@ def main() -> None:
     from faceverify.pipeline import FacePipeline
     from faceverify.selection import select_verify_face
 
+    header = cpu_line()  # the load average before this run
     pipeline = FacePipeline()
     models = {
         f"litert pool {p} x {t} thread(s)": ServedModel(args.model_dir, runtime=RuntimeConfig("litert", p, t))
@@ -83,7 +84,7 @@ def main() -> None:
         "bench_litert_threads: whole in-process frame (decode -> YuNet -> landmarks -> chips -> both "
         "towers), 1 and 2 clients in flight (benchmarks/bench_litert_threads.py)",
         f"date: {dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()}",
-        cpu_line(),
+        header,
         f"model: {args.model_dir}; frame: short_hamilton_clip frame_0180 640x480 JPEG; "
         f"{args.rounds} interleaved rounds x {args.frames} frames per client",
         f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
