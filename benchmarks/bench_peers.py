@@ -20,9 +20,8 @@ order, so a change of machine load hits all alike; the medians over rounds and t
 measured in this one run, are reported with the CPU they were measured on.
 
 Usage (the bench extra: `pip install -e '.[bench]' && pip install --no-deps face_recognition==1.3.0`;
-the previous release's code and model, once: `mkdir /tmp/faceverify-2026.12.1 && git archive 8d3c4cc |
-tar -x -C /tmp/faceverify-2026.12.1` and its `faceverify export --release --out
-/tmp/faceverify-2026.12.1/models/release` run from that folder):
+the previous release's code is unpacked from git into --previous-checkout and its model exported
+there on the first run):
     python benchmarks/bench_peers.py --out benchmarks/results/peers.txt
 """
 
@@ -34,6 +33,7 @@ import io
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,8 +51,25 @@ from bench_server import Server, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 LFW = REPO.parent / "shared" / "data" / "lfw" / "images"
-#: The previous release's code: `git archive <its commit>` unpacked with its models/release beside it.
+#: The previous release's code (`git archive` of its commit) with its models/release beside it.
 PREVIOUS_CHECKOUT = Path("/tmp/faceverify-2026.12.1")
+PREVIOUS_COMMIT = "8d3c4cc"  # main when release 2026.12.1 was served by TensorFlow
+
+
+def prepare_previous(checkout: Path, commit: str) -> None:
+    """Unpack ``commit`` into ``checkout`` and export its release model with its own code (offline,
+    ~30 s), unless that was done before."""
+    if (checkout / "models" / "release" / "saved_model.pb").is_file():
+        return
+    checkout.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit], check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(checkout)], input=archive.stdout, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "service.cli", "export", "--release", "--out", "models/release"],
+        cwd=checkout, env={**os.environ, "PYTHONPATH": str(checkout)}, check=True, capture_output=True,
+    )  # fmt: skip
+
+
 PORTRAIT = "Colin_Powell_0001"
 ENROL_FRAMES = (150, 165, 195)  # the performer, face-on, other moments of the clip than the probe
 
@@ -262,6 +279,7 @@ def main() -> None:
         default=PREVIOUS_CHECKOUT,
         help="checkout whose code and models/release serve the previous release over HTTP",
     )
+    parser.add_argument("--previous-commit", default=PREVIOUS_COMMIT, help="unpacked there if absent")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -271,6 +289,7 @@ def main() -> None:
     fr, ocv = FaceRecognition(), OpenCVSFace()
     prev = Ours(args.model_dir, "tensorflow", "ours in-process, previous runtime (TF SavedModel)")
     new = Ours(args.model_dir, "litert", "ours in-process, LiteRT")
+    prepare_previous(args.previous_checkout, args.previous_commit)
     previous_model = args.previous_checkout / "models" / "release"
     with tempfile.TemporaryDirectory(prefix="bench-peers-") as tmp:
         env = {"FACEVERIFY_TF_THREADS": "0", "FACEVERIFY_LOCKOUT_MAX_FAILURES": "1000000"}
