@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from lfw_sets import lfw_rgb
+from lfw_sets import REPO, lfw_rgb
 
 from faceverify.config import RuntimeConfig, runtime_config
 from faceverify.litert import LiteRTModelError, card_files
@@ -126,3 +128,18 @@ def test_runtime_setting_from_the_environment() -> None:
         runtime_config({"FACEVERIFY_RUNTIME": "onnx"})
     with pytest.raises(ValueError, match=">= 1"):
         runtime_config({"FACEVERIFY_LITERT_POOL": "0"})
+
+
+def test_litert_serving_never_imports_tensorflow(release: Path) -> None:
+    """The point of serving LiteRT for memory and start-up: TensorFlow stays out of the process."""
+    code = (
+        "import sys, numpy as np; from faceverify.model import ServedModel; "
+        f"m = ServedModel({str(release)!r}); "
+        "e = m.embed({'dlib150': np.zeros((1, 150, 150, 3), np.uint8), "
+        "'arcface112': np.zeros((1, 112, 112, 3), np.uint8)}); m.score(e[0], e); "
+        "print(m.runtime, 'tensorflow' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.split()[-2:] == ["litert", "False"]
