@@ -112,8 +112,10 @@ def main() -> None:
         ("no-face frame: decode+detect (nothing found)", median_ms(no_face, args.repeats)),
         ("decode+detect+landmarks+align", median_ms(detect_align, args.repeats)),
         # Every input of the served model (a two-tower model takes the dlib150 and arcface112 chips).
-        ("embed: served signature (every tower, chip + mirror)",
-         median_ms(lambda: model.embed_faces([face]), args.repeats)),
+        (
+            "embed: served signature (every tower, chip + mirror)",
+            median_ms(lambda: model.embed_faces([face]), args.repeats),
+        ),
         ("embed: one tower pass (tf.function)", median_ms(lambda: tower_call(chip_float), args.repeats)),
     ]
     lines = [

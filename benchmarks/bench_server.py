@@ -45,8 +45,11 @@ def start_server(
     log_level: str = "warning",
     preexec_fn: Callable[[], None] | None = None,
     ready_timeout_s: float = 300.0,
+    command: list[str] | None = None,
 ) -> Server:
-    """`faceverify serve` on a free loopback port, data in ``scratch/data``; returns once /ready is 200."""
+    """`faceverify serve` on a free loopback port, data in ``scratch/data``; returns once /ready is 200.
+    ``command``: how to start the CLI instead of the venv's `faceverify` script (e.g. ``[python, "-m",
+    "service.cli"]`` with PYTHONPATH in ``env_extra``, to serve another checkout's code)."""
     port = free_port()
     env = {**os.environ, "FACEVERIFY_TF_THREADS": "1", "FACEVERIFY_MODEL_DIR": str(model_dir),
            "FACEVERIFY_DATA_DIR": str(scratch / "data"), "FACEVERIFY_RATE_LIMIT_PER_MINUTE": "0",
@@ -55,7 +58,8 @@ def start_server(
     log = scratch / "serve.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [str(FACEVERIFY), "serve", "--host", LOOPBACK, "--port", str(port), "--log-level", log_level],
+            [*(command or [str(FACEVERIFY)]), "serve", "--host", LOOPBACK, "--port", str(port),
+             "--log-level", log_level],
             stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=scratch, preexec_fn=preexec_fn,
         )  # fmt: skip
     url = f"http://{LOOPBACK}:{port}"

@@ -10,6 +10,8 @@ service and training only ever use :data:`PRODUCTION`.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from faceverify.geometry import Box
@@ -72,3 +74,43 @@ def pipeline_version(config: PipelineConfig) -> str:
 _CODE_REVISION = 1  # image_size on Face does not change chips
 PRODUCTION = PipelineConfig()
 PIPELINE_VERSION = pipeline_version(PRODUCTION)
+
+
+# ------------------------------------------------------------------ served-model runtime (not chips)
+
+#: ``auto``: LiteRT when the model directory ships converted towers (the release does), else
+#: TensorFlow; ``litert``: LiteRT or an error; ``tensorflow``: the SavedModel's own signatures.
+RUNTIMES = ("auto", "litert", "tensorflow")
+#: Interpreters per tower: as many as the service lets requests in flight on a 2-core box (admission:
+#: one per core), so two never wait on each other; threads per interpreter: 2, so a lone request
+#: runs its towers on both cores (about half the time on a quiet box) while two in flight measured
+#: no worse than 1 thread each (benchmarks/results/litert_threads.txt).
+DEFAULT_LITERT_POOL = 2
+DEFAULT_LITERT_THREADS = 2
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """Which runtime serves the towers. Read from the environment by :func:`runtime_config`
+    (``FACEVERIFY_RUNTIME``, ``FACEVERIFY_LITERT_POOL``, ``FACEVERIFY_LITERT_THREADS``) so the
+    library, the CLI tools and the service pick the same one; callers may also pass one."""
+
+    runtime: str = "auto"
+    litert_pool: int = DEFAULT_LITERT_POOL
+    litert_threads: int = DEFAULT_LITERT_THREADS
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime {self.runtime!r}: choose one of {RUNTIMES}")
+        if self.litert_pool < 1 or self.litert_threads < 1:
+            raise ValueError("litert_pool and litert_threads must be >= 1")
+
+
+def runtime_config(env: Mapping[str, str] | None = None) -> RuntimeConfig:
+    """The runtime settings from ``env`` (default: the process environment)."""
+    env = os.environ if env is None else env
+    return RuntimeConfig(
+        runtime=env.get("FACEVERIFY_RUNTIME", "auto").strip().lower() or "auto",
+        litert_pool=int(env.get("FACEVERIFY_LITERT_POOL", DEFAULT_LITERT_POOL)),
+        litert_threads=int(env.get("FACEVERIFY_LITERT_THREADS", DEFAULT_LITERT_THREADS)),
+    )

@@ -7,9 +7,13 @@ one ``embed`` keyword input per tower with its chip size and alignment, e.g.
 model exported so far has. :meth:`ServedModel.embed_faces` feeds each input the chips of its
 alignment, so callers never need to know how many towers a model has.
 
-TensorFlow is imported when a :class:`ServedModel` is built, never when this module is imported.
-The signatures are traced tf.functions that TensorFlow runs concurrently without shared mutable
-state, so one instance serves many threads.
+Two runtimes serve the same model directory (:class:`faceverify.config.RuntimeConfig`,
+``FACEVERIFY_RUNTIME``): LiteRT on the ``.tflite`` towers the release ships next to its SavedModel
+(:mod:`faceverify.litert`; the default when they are there: same embeddings, about half the time),
+or TensorFlow on the SavedModel's own ``embed`` / ``score`` signatures (every model; the reference
+the golden test compares LiteRT against). TensorFlow is imported only when it is the runtime, never
+when this module is imported. Both are safe to share between threads: the traced tf.functions
+have no shared mutable state, and LiteRT interpreters are pooled, one per call in flight.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import cv2
 import numpy as np
 
 from faceverify.bundle import weights_problem
+from faceverify.config import RuntimeConfig, runtime_config
 from faceverify.decision import default_operating_point
 
 # Faces per embed call: bounds the memory of one call when a user enrols, re-embeds or sends a
@@ -107,21 +112,42 @@ def check_model_files(model_dir: Path) -> dict[str, Any]:
 
 
 class ServedModel:
-    """A loaded served model: ``embed_faces`` / ``embed`` / ``score`` over its two signatures."""
+    """A loaded served model: ``embed_faces`` / ``embed`` / ``score``; ``runtime`` says which runtime
+    runs them ("litert" or "tensorflow", see the module docstring)."""
 
-    def __init__(self, model_dir: str | Path, tf_threads: int = 0) -> None:
+    def __init__(
+        self, model_dir: str | Path, tf_threads: int = 0, runtime: RuntimeConfig | None = None
+    ) -> None:
+        from faceverify import litert
+
         self.model_dir = Path(model_dir)
         self.card = check_model_files(self.model_dir)
-        configure_tensorflow_threads(tf_threads)
-        import tensorflow as tf
-
-        self._tf = tf
         self.version = str(self.card["version"])
         self.input_size = int(self.card["input_size"])
         self.embedding_dim = int(self.card["embedding_dim"])
         self.inputs = card_inputs(self.card)
         self.thresholds: dict[str, float] = {k: float(v) for k, v in self.card["thresholds"].items()}
         self.operating_point = default_operating_point(self.card)
+        settings = runtime or runtime_config()
+        use_litert = settings.runtime == "litert" or (
+            settings.runtime == "auto" and litert.card_files(self.card) is not None
+        )
+        self._litert: litert.LiteRTTowers | None = None
+        if use_litert:
+            self.runtime = "litert"
+            self._litert = litert.LiteRTTowers(
+                self.model_dir,
+                self.card,
+                self.inputs,
+                pool=settings.litert_pool,
+                threads=settings.litert_threads,
+            )
+            return
+        self.runtime = "tensorflow"
+        configure_tensorflow_threads(tf_threads)
+        import tensorflow as tf
+
+        self._tf = tf
         self._loaded = tf.saved_model.load(str(self.model_dir))  # keeps the variables alive
         self._embed = self._loaded.signatures["embed"]
         self._score = self._loaded.signatures["score"]
@@ -151,18 +177,22 @@ class ServedModel:
         if len(n) != 1:
             raise ValueError(f"every input needs the same number of chips, got {n}")
         total = n.pop()
+        if total == 0:
+            return np.zeros((0, self.embedding_dim), np.float32)
+        if self._litert is not None:
+            return self._litert.embed(arrays)
         out = [
             self._embed(**{k: self._tf.constant(a[s : s + EMBED_BATCH]) for k, a in arrays.items()})[
                 "embeddings"
             ].numpy()
             for s in range(0, total, EMBED_BATCH)
         ]
-        if not out:
-            return np.zeros((0, self.embedding_dim), np.float32)
         return np.concatenate(out).astype(np.float32)
 
     def score(self, probe: np.ndarray, bank: np.ndarray) -> np.ndarray:
         """Similarity of one probe embedding with every bank row, in one call."""
+        if self._litert is not None:
+            return self._litert.score(probe, bank)
         result = self._score(
             probe=self._tf.constant(np.asarray(probe, np.float32).reshape(self.embedding_dim)),
             bank=self._tf.constant(np.asarray(bank, np.float32).reshape(-1, self.embedding_dim)),

@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None, face_engine: FaceEngine | None 
         metrics_server = None
         try:
             engine = face_engine or await run_in_threadpool(
-                FaceEngine, settings.model_dir, None, settings.tf_threads
+                FaceEngine, settings.model_dir, None, settings.tf_threads, settings.runtime_config()
             )
             assert engine is not None
             app.state.settings = settings

@@ -11,6 +11,7 @@ of enrolled images.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import shutil
 import tempfile
@@ -20,6 +21,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from faceverify.litert import CARD_KEY as LITERT_CARD_KEY
+from faceverify.litert import FUSED_HEAD_FORM
 from training.siamese import DistanceName, build_embedding_model, build_similarity_head
 
 MODEL_CARD_NAME = "model_card.json"
@@ -228,20 +231,63 @@ def export_multi_tower(
     bias: float,
     out_dir: str | Path,
     card: dict[str, Any],
+    *,
+    litert: bool = True,
 ) -> Path:
-    """Write a contract v2 SavedModel + card atomically (see `export_served_model`)."""
+    """Write a contract v2 SavedModel + card atomically (see `export_served_model`), with each tower
+    also converted for LiteRT (`litert_towers`) unless ``litert`` is False."""
     out = Path(out_dir)
     served = MultiTowerServedModel(towers, weights, bias)
     signatures = {"embed": served.embed, "score": served.score}
-    return _save_atomically(served, signatures, out, card)
+    files: dict[str, bytes] = {}
+    if litert:
+        files, entry = litert_towers(towers)
+        # The score the SavedModel computes, stated where the LiteRT runtime reads it.
+        entry["head"] = {"weights": [float(w) for w in weights], "bias": float(bias), "form": FUSED_HEAD_FORM}
+        card = {**card, LITERT_CARD_KEY: entry}
+    return _save_atomically(served, signatures, out, card, files)
 
 
-def _save_atomically(served: tf.Module, signatures: dict[str, Any], out: Path, card: dict[str, Any]) -> Path:
+def litert_towers(
+    towers: list[tuple[dict[str, Any], keras.Model]],
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Each tower's embedding model converted to a LiteRT flatbuffer (float32, no quantisation), and
+    the card entry listing them with their sha256 (checked by faceverify.litert at load).
+
+    Converted from the Keras models themselves (chip -> mirror average -> L2), the same objects the
+    SavedModel traces: a conversion of the SavedModel's two-input ``embed`` signature gave NaNs.
+    Float32 throughout, so the embeddings equal the SavedModel's to float rounding (golden test in
+    tests/pipeline/test_litert.py); a few seconds per tower."""
+    files: dict[str, bytes] = {}
+    rows = []
+    for spec, model in towers:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        data = converter.convert()
+        name = f"embed_{spec['name']}.tflite"
+        files[name] = data
+        rows.append({"input": str(spec["name"]), "file": name, "sha256": hashlib.sha256(data).hexdigest()})
+    entry = {
+        "files": rows,
+        "converter": f"tf.lite.TFLiteConverter.from_keras_model, tensorflow {tf.__version__}, float32",
+        "runtime": "ai-edge-litert (XNNPACK); FACEVERIFY_RUNTIME=tensorflow serves the SavedModel instead",
+    }
+    return files, entry
+
+
+def _save_atomically(
+    served: tf.Module,
+    signatures: dict[str, Any],
+    out: Path,
+    card: dict[str, Any],
+    files: dict[str, bytes] | None = None,
+) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; a service running as another user must read it
     try:
         tf.saved_model.save(served, str(staging), signatures=signatures)
+        for name, data in (files or {}).items():
+            (staging / name).write_bytes(data)
         (staging / MODEL_CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
         if out.exists():
             backup = out.with_name(f".{out.name}.old")

@@ -93,7 +93,9 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     with open_database(settings) as engine:
         keyring, store = open_storage(settings, engine)  # no new key while sealed rows exist
         require_keys(keyring, settings, engine)
-        face_engine = FaceEngine(settings.model_dir, tf_threads=settings.tf_threads)
+        face_engine = FaceEngine(
+            settings.model_dir, tf_threads=settings.tf_threads, runtime=settings.runtime_config()
+        )
         report = reembed(
             make_session_factory(engine),
             store,

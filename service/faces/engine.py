@@ -15,6 +15,7 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
+from faceverify.config import RuntimeConfig
 from faceverify.model import ServedModel
 
 
@@ -25,8 +26,17 @@ class FacePipelineLike(Protocol):
 class FaceEngine:
     """Face pipeline + served model; one instance per process."""
 
-    def __init__(self, model_dir: Path, pipeline: FacePipelineLike | None = None, tf_threads: int = 0):
-        self.model = ServedModel(Path(model_dir), tf_threads=tf_threads)
+    def __init__(
+        self,
+        model_dir: Path,
+        pipeline: FacePipelineLike | None = None,
+        tf_threads: int = 0,
+        runtime: RuntimeConfig | None = None,
+    ):
+        """``runtime``: which runtime serves the towers (the service passes its settings'; None
+        reads FACEVERIFY_RUNTIME from the environment, as the library does)."""
+        self.model = ServedModel(Path(model_dir), tf_threads=tf_threads, runtime=runtime)
+        self.runtime = self.model.runtime
         self.model_dir = self.model.model_dir
         self.card = self.model.card
         self.version = self.model.version

@@ -9,9 +9,12 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from faceverify.config import DEFAULT_LITERT_POOL, DEFAULT_LITERT_THREADS, RuntimeConfig
 
 MB = 1024 * 1024
 
@@ -108,6 +111,17 @@ class Settings(BaseSettings):
     )
     tf_threads: int = Field(
         default=0, ge=0, description="TensorFlow intra/inter-op threads; 0 lets TF decide."
+    )
+    runtime: Literal["auto", "litert", "tensorflow"] = Field(
+        default="auto",
+        description="Runtime of the towers: auto = LiteRT when the model directory ships its converted "
+        "towers (the release does), else TensorFlow; tensorflow = the SavedModel's own signatures.",
+    )
+    litert_pool: int = Field(
+        default=DEFAULT_LITERT_POOL, ge=1, description="LiteRT interpreters per tower (requests in flight)."
+    )
+    litert_threads: int = Field(
+        default=DEFAULT_LITERT_THREADS, ge=1, description="XNNPACK threads per LiteRT interpreter."
     )
     # --- operations (README "Deployment"): warm start, Prometheus metrics --------------------------
     warm_up: bool = Field(
@@ -306,6 +320,11 @@ class Settings(BaseSettings):
     log_format: str = Field(
         default="json", pattern="^(json|text)$", description="json (one object per line) or text."
     )
+
+    def runtime_config(self) -> RuntimeConfig:
+        """The towers' runtime settings in faceverify's own type (the library reads the same
+        FACEVERIFY_RUNTIME / _LITERT_* names when used on its own)."""
+        return RuntimeConfig(self.runtime, self.litert_pool, self.litert_threads)
 
     @property
     def admission_active(self) -> int:

@@ -79,3 +79,40 @@ def test_head_records_name_mirroring_per_tower_or_for_all() -> None:
     assert record_mirror({"towers": towers}) == {"dlib": True, "sface": True}
     per_tower = {"towers": towers, "mirror": {"dlib": True, "sface": False}}
     assert record_mirror(per_tower) == {"dlib": True, "sface": False}
+
+
+def test_export_ships_litert_towers_that_serve_the_same_model(tmp_path) -> None:
+    """The converted towers (LiteRT) give the SavedModel's embeddings and scores, mirror included;
+    the card lists each file with its sha256 and the head the numpy score uses."""
+    from faceverify.config import RuntimeConfig
+    from faceverify.model import ServedModel
+
+    a = build_embedding_model(build_tiny_tower(150, 128, seed=1), 150, mirror=False, name="a")
+    b = build_embedding_model(build_tiny_tower(112, 128, seed=2), 112, mirror=True, name="b")
+    specs = [
+        {"name": "chips", "size": 150, "alignment": "dlib150"},
+        {"name": "chips_sface", "size": 112, "alignment": "arcface112"},
+    ]
+    card = {
+        "version": "t",
+        "input_size": 150,
+        "embedding_dim": 256,
+        "inputs": specs,
+        "thresholds": {"detection_threshold": 0.5, "verification_threshold": 0.5},
+    }
+    out = export_multi_tower(list(zip(specs, [a, b], strict=True)), [6.0, 9.0], -7.0, tmp_path / "m", card)
+    written = json.loads((out / "model_card.json").read_text())["litert"]
+    assert [f["input"] for f in written["files"]] == ["chips", "chips_sface"]
+    assert written["head"]["weights"] == [6.0, 9.0] and written["head"]["bias"] == -7.0
+    lite = ServedModel(out, runtime=RuntimeConfig(runtime="litert"))
+    ref = ServedModel(out, runtime=RuntimeConfig(runtime="tensorflow"))
+    chips = {"dlib150": _chips(3, 150, 5), "arcface112": _chips(3, 112, 6)}
+    got, want = lite.embed(chips), ref.embed(chips)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(lite.score(got[0], got), ref.score(want[0], want), atol=1e-5)
+    # Without the converted files the SavedModel alone still serves (auto falls back only when the
+    # card lists none).
+    plain = export_multi_tower(
+        list(zip(specs, [a, b], strict=True)), [6.0, 9.0], -7.0, tmp_path / "p", card, litert=False
+    )
+    assert ServedModel(plain).runtime == "tensorflow"
