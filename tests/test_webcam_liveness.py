@@ -205,10 +205,13 @@ def test_live_replayed_clip_is_the_user_but_does_not_follow_the_steps(live) -> N
     assert result.returncode == webcam.EXIT_NOT_REACHED, result.stdout + result.stderr
     records = _records(result.stdout)
     verdict = next(r for r in records if r["event"] == "liveness")
-    assert verdict["similarity"] > 0.7  # it IS the enrolled performer ...
-    assert verdict["liveness_passed"] is False  # ... but the recording does not act out a new challenge
+    # The recording of the enrolled performer does not act out a new challenge (every challenge asks
+    # for an action: blink or open_mouth, and a vertical step): the steps check refuses it, and the
+    # judge stops there, before any tower runs (issue 20: first failure ends the judging).
+    assert verdict["liveness_passed"] is False
     assert verdict["liveness_reason"].startswith("steps:"), verdict
-    assert verdict["checks"]["depth"]["passed"] is True  # a real head moving: 3D, not a plane
+    assert verdict["checks"]["duplicates"]["passed"] is True  # real, distinct frames
+    assert "continuity" not in verdict["checks"], verdict["checks"]  # no identity work was spent
 
 
 @pytest.mark.slow
@@ -238,8 +241,9 @@ def test_live_tilted_photo_folder_is_refused(live, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == webcam.EXIT_NOT_REACHED, result.stdout + result.stderr
     verdict = next(r for r in _records(result.stdout) if r["event"] == "liveness")
-    assert verdict["similarity"] > 0.7 and verdict["liveness_passed"] is False
-    assert verdict["checks"]["depth"]["passed"] is False, verdict["checks"]["depth"]
+    # A photo can be tilted, but it cannot blink or open its mouth: the steps check refuses it first.
+    assert verdict["liveness_passed"] is False
+    assert verdict["liveness_reason"].startswith("steps:"), verdict
     assert _records(result.stdout)[-1]["outcome"] == "not_verified"
 
 
