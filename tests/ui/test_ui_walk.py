@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
-from ui_pages import axe_violations, calls, describe, docs_shot, open_page, sign_in, wait
+from ui_pages import axe_violations, calls, click, describe, docs_shot, open_page, sign_in, wait
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -232,8 +232,7 @@ def test_console_keys_users_photos_and_audit(browser, ui_service) -> None:
     assert me.status_code == 200 and me.json() == {"name": "temp-door", "scopes": ["verify"]}
     browser.find_element(By.ID, "new-secret-done").click()
     assert secret_field.get_attribute("value") == ""
-    wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "tr[data-key=temp-door] button"), 30)
-    browser.find_element(By.CSS_SELECTOR, "tr[data-key=temp-door] button").click()
+    click(browser, "tr[data-key=temp-door] button")
     wait(
         browser, lambda: "revoked" in browser.find_element(By.CSS_SELECTOR, "tr[data-key=temp-door]").text, 30
     )

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -40,7 +41,24 @@ if (!window.__calls) {
 
 
 def wait(browser: Any, condition: Any, timeout: float = 30.0, message: str = "") -> Any:
-    return WebDriverWait(browser, timeout, poll_frequency=0.2).until(lambda _: condition(), message)
+    """Poll `condition` until it is truthy. A page that re-renders a table between finding an element
+    and reading it (slow, busy box) makes the element stale: that is one more poll, not a failure."""
+    return WebDriverWait(
+        browser, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(lambda _: condition(), message)
+
+
+def click(browser: Any, css: str, timeout: float = 30.0) -> None:
+    """Click the element `css` names once it is there, finding it again if the page re-rendered it."""
+
+    def clicked() -> bool:
+        elements = browser.find_elements(By.CSS_SELECTOR, css)
+        if not elements:
+            return False
+        elements[0].click()
+        return True
+
+    wait(browser, clicked, timeout, f"nothing to click at {css}")
 
 
 def open_page(browser: Any, base: str, page: str) -> None:
